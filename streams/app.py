@@ -1,0 +1,100 @@
+"""The Faust application: broker, store and consumer settings, and the customer-state table.
+
+Built from :class:`tierstream.settings.Settings` and nothing else, apart from ``main``: the topology
+(agents) is attached by :func:`streams.topology.build_topology`, so tests can build an app without
+starting it.
+
+Why these settings (measured, see BROKER-NOTES.md):
+- ``processing_guarantee="at_least_once"``: Faust's exactly-once mode needs broker transactions (absent on
+  Tansu, buggy upstream); every effect of the worker is idempotent instead.
+- session timeout / heartbeat: group join takes half the session timeout; the 60 s default makes a worker
+  need ~30 s to get partitions. 6 s / 1 s joins in ~3 s and tolerates handlers that block briefly.
+- embedded broker only: Tansu answers list-offsets wrongly, which corrupts changelog recovery unless
+  every record is its own producer batch (``producer_max_batch_size=1``, the documented work-around).
+  :mod:`streams.tansu` is an experimental alternative that corrects the answer for Faust's recovery
+  (``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION``); it is not the default until the kill -9 test passes with it.
+- ``topic_partitions``: Faust's internal topics must match the inputs or agents crash with
+  PartitionsMismatch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from tierstream.settings import Settings
+
+STATE_TABLE = "customer-state"
+
+
+def _tune_fetch_wait(max_wait_ms: int) -> None:
+    """Set the consumer's fetch long-poll wait (Faust hard-codes 1,500 ms).
+
+    A fetch returns as soon as data is there on real Kafka, but waits its full ``fetch_max_wait_ms`` on the
+    embedded broker when a partition is caught up: at 1,500 ms that was most of the produce -> tier-change
+    latency (p99 1.13 s -> 0.39 s at 100 ms, measured with bench/bench_throughput.py). Wraps the consumer
+    factory (process-wide; the attribute is read when the consumer starts its fetcher)."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    original = getattr(thread, "_tierstream_original_create", None) or thread._create_worker_consumer
+
+    def create(self: object, transport: object) -> object:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    thread._tierstream_original_create = original  # type: ignore[attr-defined]
+    thread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A configured (not started) Faust app with the customer-state table registered as ``app.state``."""
+    _tune_fetch_wait(settings.fetch_max_wait_ms)
+    extra: dict[str, object] = {}
+    if settings.embedded_broker:
+        if settings.embedded_offset_correction:
+            from streams import tansu
+            from tierstream.kafka_io import bootstrap
+
+            tansu.install(bootstrap(settings.broker))
+        else:
+            extra["producer_max_batch_size"] = 1
+    if settings.instance_id:
+        extra["consumer_group_instance_id"] = settings.instance_id
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee="at_least_once",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_in_thread=False,
+        table_standby_replicas=0,
+        topic_allow_declare=True,
+        **extra,
+    )
+    # Customer state as opaque bytes (scoring.state owns the encoding, orjson): the raw codec keeps
+    # Faust from re-encoding on every write. Batch processing sets Faust's current event per customer
+    # (streams.worker.event_context), so reads and writes go to that record's partition store and
+    # changelog partition; the worker checks every input record's partition against murmur2 of its
+    # customer_id (streams.partitioning), so a customer's state always lives on one partition.
+    app.state_table = app.Table(  # type: ignore[attr-defined]
+        STATE_TABLE,
+        default=None,
+        key_type=bytes,  # bytes key/value types make Faust use the raw codec
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+    # Faust sets the root logger to DEBUG even with -l warn; keep third-party noise out of our logs.
+    for noisy in ("aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return app

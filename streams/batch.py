@@ -1,0 +1,253 @@
+"""The worker's hot path as a pure function of one batch: records in, effects out (no I/O, no Faust).
+
+``BatchProcessor.process`` validates each record, routes bad ones to dead letters and mis-keyed ones to
+the repartition topic, folds valid events into customer state, scores each touched customer once per
+batch with every loaded policy (through its lifecycle: :mod:`streams.decide`), applies admin commands,
+and returns an :class:`Outbox` that the Faust binding (:mod:`streams.worker`) carries out. Unit tests
+drive it with plain records.
+
+Crash-consistency invariants (at-least-once, effects idempotent):
+- **State first** for events. The binding writes the new state (with each policy's lifecycle track and
+  the outputs of its last step) to the table and flushes its changelog *before* producing anything. A
+  crash after that replays the uncommitted records; they are duplicates now, so nothing is re-decided,
+  and the stored outputs whose causing event was replayed are re-sent: same ``change_id``, same
+  ``sequence``. No decision is lost, and none is made twice with different content.
+- **Output first** for decay (:meth:`BatchProcessor.decay`): a decision evaluated at the customer's due
+  time is a pure function of the stored state, so re-running it after a crash gives the same outputs.
+- Every touched customer's state is written back, even for a batch of duplicates only, so a local store
+  that got ahead of its changelog (kill -9 between the two) pushes its state to the changelog again.
+- The read-model revision and each policy's ``sequence`` only grow, so read-model writes are monotonic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from schemas.admin import InvalidCommand, parse_command
+from schemas.events import AnyEvent, InvalidEvent, parse_event
+from schemas.outputs import TierChangeEvent
+from scoring.policy import CompiledPolicy
+from scoring.state import CustomerState
+from scoring.timers import next_review
+from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects
+from streams.partitioning import partition_for
+from streams.topics import Topics
+
+__all__ = ["BOOKKEEPING", "BatchProcessor", "DeadLetter", "InRecord", "Outbox", "encode_change"]
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """One consumed record, as the broker gave it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float | None = None  # broker timestamp, seconds
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected record: original bytes, where it came from, and why."""
+
+    record: InRecord
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Outbox(Effects):
+    """Everything one batch must do, in the order the binding does it."""
+
+    state_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # customer -> (partition, bytes)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    repartition: list[tuple[bytes, bytes]] = field(default_factory=list)  # (customer_id, original value)
+    readmin: list[tuple[bytes, bytes]] = field(default_factory=list)  # mis-keyed admin commands, re-keyed
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, outcome) -> n
+    watermarks: dict[int, datetime] = field(default_factory=dict)  # partition -> newest event time seen
+
+
+StateLoader = Callable[[str, int], bytes | None]  # (customer_id, partition) -> stored state
+
+
+class BatchProcessor:
+    """Stateless between batches: all per-customer state comes from ``load`` and leaves in the Outbox."""
+
+    def __init__(
+        self,
+        policies: Sequence[CompiledPolicy],
+        topics: Topics,
+        partitions: int,
+        max_future_skew: timedelta,
+        horizon: timedelta,
+        thresholds: Mapping[str, tuple[float, ...]] | None = None,
+        shadows: Sequence[CompiledPolicy] = (),
+    ) -> None:
+        if not policies:
+            raise ValueError("at least one policy is required")
+        self.policies = tuple(policies)
+        self.topics = topics
+        self.partitions = partitions
+        self.max_future_skew = max_future_skew
+        self.horizon = horizon
+        self.decider = Decider(self.policies, thresholds or {}, shadows)
+
+    # ------------------------------------------------------------------ validation and routing
+    def _route(self, rec: InRecord, now: datetime, out: Outbox) -> AnyEvent | None:
+        """The valid event to fold for this record, or None after routing it elsewhere."""
+        expected = self.topics.type_of(rec.topic)
+        try:
+            event = parse_event(rec.value, now, self.max_future_skew)
+        except InvalidEvent as exc:
+            self._dead(out, rec, exc.reason, exc.detail, expected or "unknown")
+            return None
+        if expected is not None and event.type != expected:
+            self._dead(out, rec, "wrong_topic", f"a {event.type!r} event on the {expected!r} topic", event.type)
+            return None
+        cid = event.customer_id.encode()
+        if rec.key != cid or partition_for(cid, self.partitions) != rec.partition:
+            if rec.topic == self.topics.repartition:
+                # We produced it keyed by customer_id with the same partitioner: a mismatch means the
+                # repartition topic has another partition count. Forwarding again would loop forever.
+                self._dead(out, rec, "partition_mismatch", "repartition topic partition count differs",
+                           event.type)
+                return None
+            out.repartition.append((cid, rec.value))
+            self._count(out, event.type, "repartitioned")
+            return None
+        return event
+
+    def _route_command(self, rec: InRecord, now: datetime, out: Outbox) -> AdminCommand | None:
+        """The valid admin command of this record; refused ones are audited (never silently dropped)."""
+        try:
+            command = parse_command(rec.value)
+        except InvalidCommand as exc:
+            self._dead(out, rec, "invalid_command", str(exc), "admin")
+            return None
+        cid = command.customer_id.encode()
+        if rec.key != cid or partition_for(cid, self.partitions) != rec.partition:
+            if rec.topic == self.topics.admin_commands and rec.key == cid:
+                self._dead(out, rec, "partition_mismatch", "admin topic partition count differs", "admin")
+                return None
+            out.readmin.append((cid, rec.value))
+            self._count(out, "admin", "repartitioned")
+            return None
+        return command
+
+    @staticmethod
+    def _count(out: Outbox, kind: str, outcome: str) -> None:
+        out.counts[(kind, outcome)] = out.counts.get((kind, outcome), 0) + 1
+
+    def _dead(self, out: Outbox, rec: InRecord, reason: str, detail: str, kind: str) -> None:
+        out.dead_letters.append(DeadLetter(rec, reason, detail))
+        self._count(out, kind, "dead_letter")
+
+    # ------------------------------------------------------------------ the batch
+    def process(self, records: Sequence[InRecord], load: StateLoader, now: datetime | None = None) -> Outbox:
+        """Fold and score one batch. ``now`` is wall-clock (validation, ``decided_at``)."""
+        now = now or datetime.now(UTC)
+        out = Outbox()
+        events: dict[str, list[tuple[InRecord, AnyEvent]]] = {}
+        commands: dict[str, list[tuple[InRecord, AdminCommand]]] = {}
+        admin_topic = self.topics.admin_commands
+        for rec in records:
+            if rec.topic == admin_topic:
+                command = self._route_command(rec, now, out)
+                if command is not None:
+                    commands.setdefault(command.customer_id, []).append((rec, command))
+                continue
+            event = self._route(rec, now, out)
+            if event is not None:
+                events.setdefault(event.customer_id, []).append((rec, event))
+        for customer_id in {**events, **commands}:
+            self._customer(customer_id, events.get(customer_id, []), commands.get(customer_id, []), load, now, out)
+        return out
+
+    def _customer(
+        self,
+        customer_id: str,
+        items: list[tuple[InRecord, AnyEvent]],
+        commands: list[tuple[InRecord, AdminCommand]],
+        load: StateLoader,
+        now: datetime,
+        out: Outbox,
+    ) -> None:
+        partition = (items or commands)[0][0].partition
+        raw = load(customer_id, partition)
+        state = CustomerState.from_bytes(raw) if raw is not None else CustomerState.new(customer_id)
+        newest_before = state.last_event_at
+        applied: list[AnyEvent] = []
+        replayed: set[str] = set()
+        for rec, event in items:
+            reference = max(filter(None, (state.last_event_at, event.occurred_at)))
+            outcome = state.apply(event, reference - self.horizon)
+            if outcome == "too_late":
+                self._dead(out, rec, "too_late",
+                           f"{event.type} event at {event.occurred_at.isoformat()} is older than the state keeps "
+                           f"for its kind (lateness horizon at most {self.horizon.days} days) before the "
+                           f"customer's newest event {reference.isoformat()}", event.type)
+                continue
+            self._count(out, event.type, str(outcome))
+            if outcome == "applied":
+                applied.append(event)
+            else:
+                replayed.add(event.event_id)
+        if replayed:
+            # Before any new decision: the stored outputs of a replayed causing event may never have left
+            # (state first), and a decision on this batch's new events would replace them.
+            self.decider.reemit(state, replayed, out)
+        if applied:
+            late = newest_before is not None and all(e.occurred_at < newest_before for e in applied)
+            assert state.last_event_at is not None
+            self.decider.decide(state, partition, state.last_event_at, "correction" if late else "event",
+                                applied[-1].event_id, now, out)
+        # Commands apply after the batch's events of the same customer (a batch is a few milliseconds of
+        # arrivals); their time is the record's broker timestamp.
+        for rec, command in commands:
+            at = datetime.fromtimestamp(rec.timestamp, UTC) if rec.timestamp else now
+            self.decider.command(state, partition, command, at, now, out)
+            self._count(out, "admin", "applied")
+        if state.version == 0 and not state.tiers:
+            return  # nothing known of this customer (only refused commands): keep no state
+        out.state_writes[customer_id] = (partition, state.to_bytes())
+        if state.last_event_at is not None:
+            mark = out.watermarks.get(partition)
+            if mark is None or state.last_event_at > mark:
+                out.watermarks[partition] = state.last_event_at
+
+    def decay(self, due: Sequence[tuple[str, int, datetime]], load: StateLoader, now: datetime | None = None
+              ) -> Outbox:
+        """Re-score customers whose features or lifecycle change with time alone: (customer, partition, due).
+
+        Each is evaluated *at its due time*, so the decision depends on the stored state only and a re-run
+        after a crash decides identically (the binding produces these outputs before writing the state).
+        """
+        now = now or datetime.now(UTC)
+        out = Outbox()
+        for customer_id, partition, at in due:
+            raw = load(customer_id, partition)
+            if raw is None:
+                continue
+            state = CustomerState.from_bytes(raw)
+            cause = "review" if any(
+                next_review(at - timedelta(seconds=1), p.review) == at for p in self.policies) else "decay"
+            records = len(out.read_model)
+            if self.decider.decide(state, partition, at, cause, None, now, out):
+                out.state_writes[customer_id] = (partition, state.to_bytes())
+            else:
+                # Nothing held or pending changed: keep the stored state (and the read model, whose
+                # revision lives in it); the due index already has the next due time. After a restart the
+                # customer is found due again and re-decides the same nothing.
+                del out.read_model[records:]
+        return out
+
+
+def encode_change(change: TierChangeEvent) -> bytes:
+    """The wire form of a tier change (JSON, field names by alias: ``from``/``to``)."""
+    return orjson.dumps(change.model_dump(mode="json", by_alias=True))

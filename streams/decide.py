@@ -1,0 +1,309 @@
+"""Tier decisions of one customer (pure): scores -> lifecycle -> outputs, and the customer's next due time.
+
+Per customer and policy the state keeps one record (``CustomerState.tiers[policy_id]``)::
+
+    {"tier": effective tier, "pv": policy version, "score": latest score,
+     "lc": the lifecycle track (scoring.lifecycle.TierTrack.to_dict()),
+     "re": the outputs of the last step that had any, for re-emission after a crash}
+
+plus the stream's bookkeeping under :data:`BOOKKEEPING` (last evaluation time, next due time, revision).
+Every output leaves through an :class:`Effects` collector, in the order it happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.admin import CommandResult, ProposalClosed, SetOverride, TierAtRisk, TierChangeProposed
+from schemas.outputs import TierChangeEvent, change_id
+from schemas.readmodel import RoutingHints, TierRecord
+from scoring.lifecycle import StepResult, TierTrack, apply_command, due_at, step
+from scoring.policy import CompiledPolicy, Decision
+from scoring.rollout import pair_shadows, shadow_diff
+from scoring.state import CustomerState
+from scoring.timers import earliest, next_review, next_threshold_crossing
+
+#: Key in ``CustomerState.tiers`` for the stream's own bookkeeping; every other key is a policy id.
+BOOKKEEPING = "~"
+
+_ROUTING_FIELDS = frozenset(RoutingHints.model_fields)
+
+AdminCommand = Any  # one of schemas.admin's command models
+
+
+@dataclass(slots=True)
+class Effects:
+    """What decisions produced, for the binding to carry out."""
+
+    tier_changes: list[TierChangeEvent] = field(default_factory=list)
+    notices: list[BaseModel] = field(default_factory=list)  # proposals, closures, at-risk warnings
+    audit: list[CommandResult] = field(default_factory=list)
+    read_model: list[TierRecord] = field(default_factory=list)
+    moves: list[tuple[int, str, str | None, str]] = field(default_factory=list)  # (partition, policy, from, to)
+    flip_flops: dict[str, int] = field(default_factory=dict)
+    due: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)  # customer -> (partition, due)
+    # (partition, customer, policy) -> (proposal open, override kind or None), after this batch
+    flags: dict[tuple[int, str, str], tuple[bool, str | None]] = field(default_factory=dict)
+    shadow: dict[tuple[str, ...], int] = field(default_factory=dict)  # ShadowDiff labels -> count
+    shadow_evaluations: dict[tuple[str, str], int] = field(default_factory=dict)  # (policy, version) -> count
+
+
+    def merge(self, other: Effects) -> None:
+        """Append ``other``'s effects after this one's (later read-model records win in Redis by version)."""
+        self.tier_changes.extend(other.tier_changes)
+        self.notices.extend(other.notices)
+        self.audit.extend(other.audit)
+        self.read_model.extend(other.read_model)
+        self.moves.extend(other.moves)
+        for key, n in other.flip_flops.items():
+            self.flip_flops[key] = self.flip_flops.get(key, 0) + n
+        self.due.update(other.due)
+        self.flags.update(other.flags)
+        for labels, n in other.shadow.items():
+            self.shadow[labels] = self.shadow.get(labels, 0) + n
+        for key, n in other.shadow_evaluations.items():
+            self.shadow_evaluations[key] = self.shadow_evaluations.get(key, 0) + n
+
+
+class Decider:
+    """Applies decisions and commands to customer states with the loaded policies."""
+
+    def __init__(
+        self,
+        policies: Sequence[CompiledPolicy],
+        thresholds: Mapping[str, tuple[float, ...]],
+        shadows: Sequence[CompiledPolicy] = (),
+    ) -> None:
+        self.policies = tuple(policies)
+        # shadow policy by live policy id: scored on the same features, compared, never emitted
+        self.shadows = {live.id: shadow for live, shadow in pair_shadows(self.policies, shadows)}
+        self.by_id = {p.id: p for p in self.policies}
+        self.thresholds = dict(thresholds)
+
+    # ------------------------------------------------------------------ decisions
+    def decide(
+        self,
+        state: CustomerState,
+        partition: int,
+        at: datetime,
+        cause: str,
+        event_id: str | None,
+        now: datetime,
+        fx: Effects,
+    ) -> bool:
+        """Score ``state`` at event time ``at`` with every policy, run each lifecycle, emit what changed,
+        and schedule the customer's next due time. Returns whether anything beyond the evaluation time
+        and scores changed (an output, a tier, a lifecycle state): a decay that changed nothing need not
+        be stored, since re-running it decides the same."""
+        features = state.features(at)
+        revision = self._bump(state)
+        before = {p.id: _stable((state.tiers.get(p.id) or {}).get("lc")) for p in self.policies}
+        outputs = len(fx.tier_changes) + len(fx.notices)
+        tracks: dict[str, TierTrack] = {}
+        for policy in self.policies:
+            decision = policy.evaluate(features)
+            shadow = self.shadows.get(policy.id)
+            if shadow is not None:
+                self._shadow(decision, shadow.evaluate(features), fx)
+            record = state.tiers.get(policy.id)
+            result = step(self._track(state.customer_id, record), policy, decision, at, cause, event_id)
+            self._record(state, partition, policy, decision, result, event_id, now, revision, fx)
+            tracks[policy.id] = result.track
+        self._schedule(state, partition, at, features, tracks, fx)
+        return len(fx.tier_changes) + len(fx.notices) > outputs or any(
+            _stable(state.tiers[p.id]["lc"]) != before[p.id] for p in self.policies)
+
+    def command(
+        self, state: CustomerState, partition: int, command: AdminCommand, at: datetime, now: datetime, fx: Effects
+    ) -> None:
+        """Apply one validated admin command (override, approval) at wall-clock ``at``; audit it."""
+        policy = self.by_id.get(command.policy)
+        if policy is None:
+            fx.audit.append(CommandResult(
+                command_id=command.command_id, accepted=False, reason=f"unknown policy {command.policy!r}",
+                command=command.type, customer_id=command.customer_id, policy=command.policy,
+                actor=command.actor, at=at))
+            return
+        if state.last_event_at is None and not isinstance(command, SetOverride):
+            fx.audit.append(CommandResult(
+                command_id=command.command_id, accepted=False, reason="unknown customer",
+                command=command.type, customer_id=command.customer_id, policy=command.policy,
+                actor=command.actor, at=at))
+            return
+        record = state.tiers.get(policy.id)
+        result = apply_command(self._track(state.customer_id, record), policy, command, at)
+        if result.command is not None:
+            fx.audit.append(result.command)
+        decision = Decision(policy.id, policy.version, result.track.scored or result.track.tier or policy.tiers[-1],
+                            result.track.score, {}, None)
+        self._record(state, partition, policy, decision, result, None, now, self._bump(state), fx)
+        book = state.tiers.get(BOOKKEEPING) or {}
+        last = datetime.fromisoformat(book["at"]) if book.get("at") else at
+        tracks = {p.id: self._track(state.customer_id, state.tiers[p.id]) for p in self.policies if p.id in state.tiers}
+        self._schedule(state, partition, last, state.features(last), tracks, fx)
+
+    def reemit(self, state: CustomerState, replayed: set[str], fx: Effects) -> None:
+        """Re-send the stored outputs of each policy's last step whose causing event was just replayed
+        (the state was written before they were produced, so they may never have left: see streams.batch)."""
+        if state.last_event_at is None:
+            return
+        features = None
+        for policy in self.policies:
+            record = state.tiers.get(policy.id)
+            saved = record.get("re") if record else None
+            if not saved or saved.get("eid") not in replayed or record.get("pv") != policy.version:
+                continue
+            features = features or state.features(state.last_event_at)
+            explanation = policy.evaluate(features).explanation
+            for dump in saved.get("changes", ()):
+                lifecycle = dump.get("explanation", {}).get("lifecycle")
+                fx.tier_changes.append(TierChangeEvent.model_validate(
+                    {**dump, "explanation": {**explanation, "lifecycle": lifecycle}}))
+            for kind, dump in saved.get("notices", ()):
+                fx.notices.append(_NOTICE_TYPES[kind].model_validate(dump))
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _shadow(live: Decision, shadow: Decision, fx: Effects) -> None:
+        key = (live.policy, str(shadow.version))
+        fx.shadow_evaluations[key] = fx.shadow_evaluations.get(key, 0) + 1
+        diff = shadow_diff(live, shadow)
+        if diff is not None:
+            fx.shadow[tuple(diff)] = fx.shadow.get(tuple(diff), 0) + 1
+
+    @staticmethod
+    def _track(customer_id: str, record: Mapping[str, Any] | None) -> TierTrack:
+        if record is None:
+            return TierTrack(customer_id)
+        return TierTrack.from_dict(record["lc"])
+
+    @staticmethod
+    def _bump(state: CustomerState) -> int:
+        # The read model's version: one per decision or command, so Redis accepts every newer write and
+        # never an older one; deterministic because decisions replay identically (streams.batch).
+        book = state.tiers.setdefault(BOOKKEEPING, {})
+        book["rev"] = int(book.get("rev", 0)) + 1
+        return int(book["rev"])
+
+    def _record(
+        self,
+        state: CustomerState,
+        partition: int,
+        policy: CompiledPolicy,
+        decision: Decision,
+        result: StepResult,
+        event_id: str | None,
+        now: datetime,
+        revision: int,
+        fx: Effects,
+    ) -> None:
+        previous = state.tiers.get(policy.id)
+        record: dict[str, Any] = {
+            "tier": result.tier,
+            "pv": policy.version,
+            "score": decision.score,
+            "lc": result.track.to_dict(),
+        }
+        changes = [c.to_event(now, decision.explanation) for c in result.changes]
+        notices: list[BaseModel] = [*result.proposed, *result.closed, *result.at_risk]
+        if changes or notices:
+            record["re"] = {
+                "eid": event_id,
+                "changes": [c.model_dump(mode="json", by_alias=True) | {"explanation": {
+                    "lifecycle": c.explanation.get("lifecycle")}} for c in changes],
+                "notices": [[type(n).__name__, n.model_dump(mode="json")] for n in notices],
+            }
+        elif previous and "re" in previous:
+            record["re"] = previous["re"]
+        state.tiers[policy.id] = record
+        for change in result.changes:
+            fx.moves.append((partition, policy.id, change.from_tier, change.to_tier))
+        fx.tier_changes.extend(changes)
+        fx.notices.extend(notices)
+        if result.flip_flops:
+            fx.flip_flops[policy.id] = fx.flip_flops.get(policy.id, 0) + result.flip_flops
+        track = result.track
+        fx.flags[(partition, state.customer_id, policy.id)] = (
+            track.proposal is not None, None if track.override is None else track.override.kind)
+        read = read_record(state.customer_id, policy, track, decision.score, revision, now)
+        if read is not None:
+            fx.read_model.append(read)
+
+    def _schedule(
+        self,
+        state: CustomerState,
+        partition: int,
+        at: datetime,
+        features: Mapping[str, Any],
+        tracks: Mapping[str, TierTrack],
+        fx: Effects,
+    ) -> None:
+        """Record the evaluation time and the next due time (``tracks``: each policy's current track)."""
+        due = earliest(
+            state.next_change_at(at),
+            next_threshold_crossing(features, at, self.thresholds),
+            *(next_review(at, p.review) for p in self.policies),
+            *(due_at(tracks[p.id], p) for p in self.policies if p.id in tracks),
+        )
+        book = state.tiers.setdefault(BOOKKEEPING, {})
+        book["at"] = at.isoformat()
+        book["due"] = due.isoformat() if due else None
+        fx.due[state.customer_id] = (partition, due)
+
+
+#: Lifecycle track fields that move on every evaluation (time, score, keep margin) without changing
+#: what the customer holds or what is pending.
+_VOLATILE = frozenset({"at", "sv", "k"})
+
+
+def _stable(track: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if track is None else {k: v for k, v in track.items() if k not in _VOLATILE}
+
+
+def read_record(
+    customer_id: str, policy: CompiledPolicy, track: TierTrack, score: float | None, revision: int, now: datetime
+) -> TierRecord | None:
+    """The read-model record of one customer under one policy (None before the first decision)."""
+    if track.tier is None:
+        return None
+    view = track.override_view()
+    return TierRecord(
+        customer_id=customer_id,
+        policy=policy.id,
+        policy_version=policy.version,
+        tier=track.tier,
+        scored_tier=track.scored,
+        score=score,
+        since=track.since or now,
+        override=None if view is None else view.model_dump(mode="json"),
+        version=revision,
+        sequence=track.seq,
+        change_id=change_id(customer_id, policy.id, policy.version, track.seq, track.tier) if track.seq else None,
+        updated_at=now,
+        routing={k: v for k, v in policy.routing.get(track.tier, {}).items() if k in _ROUTING_FIELDS},
+    )
+
+
+def read_records(state: CustomerState, policies: Sequence[CompiledPolicy], now: datetime) -> list[TierRecord]:
+    """Every read-model record a stored state implies (for ``tierstream resync`` and snapshots): the same
+    records the worker last wrote, with ``updated_at`` = ``now``."""
+    revision = int((state.tiers.get(BOOKKEEPING) or {}).get("rev", 0))
+    records = []
+    for policy in policies:
+        stored = state.tiers.get(policy.id)
+        if stored and "lc" in stored:
+            record = read_record(state.customer_id, policy, TierTrack.from_dict(stored["lc"]), stored.get("score"),
+                                 revision, now)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+_NOTICE_TYPES: dict[str, type[BaseModel]] = {
+    m.__name__: m for m in (TierChangeProposed, ProposalClosed, TierAtRisk)
+}

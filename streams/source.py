@@ -1,0 +1,69 @@
+"""Batch consumption beneath Faust's per-event stream layer.
+
+Faust's ``Stream`` costs ~140 µs per event (event objects, sensors, ack bookkeeping per ``__anext__``)
+whatever the batching (BROKER-NOTES.md, robinhood/faust #563): the ceiling of any agent is ~7,000
+events/s. ``RawSource`` is a Faust topic channel whose ``decode`` hands the conductor the raw
+``Message`` unchanged; the conductor puts it in the channel's flow-controlled queue as it would an
+event, and :func:`batches` drains that queue in lists. Everything Faust guarantees still holds:
+
+- **offsets**: the conductor increfs each message and the consumer tracks it; ``ack_all`` acks after
+  the batch's effects, and only acked offsets are committed (after a producer flush);
+- **partition ownership**: on revocation Faust suspends flow control and clears every managed queue
+  (this one included), so unprocessed records of revoked partitions are dropped, never acked, and
+  re-delivered to the new owner; ``wait_empty`` waits for the batch in flight to be acked;
+- **recovery**: the consumer does not fetch a partition until its table has recovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from faust.types import Message
+
+
+class RawSource(faust.Topic):
+    """A topic channel that delivers raw :class:`faust.types.Message` objects, not events."""
+
+    def _compile_decode(self) -> None:
+        # Topic.__init__ compiles a schema-based ``decode`` into an instance attribute; replace it with
+        # the identity, so no Event is built per record.
+        self.decode = self._raw_decode  # type: ignore[method-assign]
+
+    async def _raw_decode(self, message: Message, *, propagate: bool = False) -> Message:
+        """No decoding: the batch core parses the bytes itself (and dead-letters what it cannot)."""
+        return message
+
+
+async def batches(source: RawSource, max_records: int, max_wait: float) -> AsyncIterator[list[Message]]:
+    """Lists of up to ``max_records`` messages: the first one awaited, the rest taken while they are
+    already queued or arrive within ``max_wait`` seconds of the first."""
+    queue = source.queue
+    get_nowait = queue.get_nowait
+    empty = asyncio.QueueEmpty
+    while True:
+        batch = [_message(await queue.get())]
+        deadline = time.monotonic() + max_wait
+        while len(batch) < max_records:
+            try:
+                batch.append(_message(get_nowait()))
+            except empty:
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.002)  # let the fetcher deliver more before we cut the batch
+        yield batch
+
+
+def _message(item: Any) -> Message:
+    # Depending on the conductor implementation (pure Python or compiled), the queue holds our raw
+    # message or an Event wrapping it.
+    return item if isinstance(item, Message) else item.message
+
+
+def ack_all(messages: list[Message], consumer: Any) -> None:
+    """Mark the batch's offsets as processed (committable at the next commit)."""
+    for message in messages:
+        message.ack(consumer)

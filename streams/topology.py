@@ -1,0 +1,168 @@
+"""The worker topology, built apart from ``main``: topics, the batch agent, lifecycle hooks and /metrics.
+
+``build_worker(settings)`` returns a configured app and its :class:`~streams.worker.Worker`; nothing
+connects until Faust starts the app. One task consumes every input topic plus the repartition topic in
+batches beneath Faust's stream layer (:mod:`streams.source`) and hands each batch to ``Worker.handle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import faust
+import faust.web
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from scoring.policy import CompiledPolicy, load_policies
+from scoring.state import MAX_RETENTION_DAYS
+from scoring.timers import continuous_thresholds
+from streams import metrics
+from streams.app import create_app
+from streams.batch import BatchProcessor
+from streams.source import RawSource, ack_all, batches
+from streams.topics import Topics
+from streams.worker import Worker
+from tierstream.readmodel.writer import ReadModelWriter
+from tierstream.settings import Settings
+
+log = logging.getLogger("tierstream.topology")
+
+
+def lateness_horizon(settings: Settings, policies: list[CompiledPolicy]) -> timedelta:
+    """Events older than this (vs. the customer's newest event) are too late: the setting, else the
+    longest window any loaded policy reads (an older event cannot change a windowed feature). Capped at
+    the state's retention: lifetime features have no window, but state must stay bounded."""
+    days = settings.lateness_horizon_days or max(p.max_window_days for p in policies)
+    return timedelta(days=min(days, MAX_RETENTION_DAYS))
+
+
+def _initialize_series(policies: list[CompiledPolicy]) -> None:
+    """Create every known label set at 0, so dashboards and alerts see a series before the first event of
+    its kind (a labelled counter does not exist until incremented)."""
+    for policy in policies:
+        metrics.TIER_FLIP_FLOPS.labels(policy.id)
+        metrics.PENDING_APPROVALS.labels(policy.id).set(0)
+        for kind in ("TierChangeProposed", "ProposalClosed", "TierAtRisk"):
+            metrics.TIER_NOTICES.labels(policy.id, kind)
+        for kind in ("pin", "floor", "ceiling"):
+            metrics.ACTIVE_OVERRIDES.labels(policy.id, kind).set(0)
+    for command in ("set_override", "remove_override", "approve_proposal", "reject_proposal"):
+        for accepted in ("true", "false"):
+            metrics.ADMIN_COMMANDS.labels(command, accepted)
+
+
+def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
+    """The app with its agent and hooks registered (not started)."""
+    policies = load_policies(settings.policies)
+    topics = Topics(settings.topic_prefix)
+    app = create_app(settings)
+    processor = BatchProcessor(
+        policies,
+        topics,
+        settings.partitions,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+        horizon=lateness_horizon(settings, policies),
+        thresholds=continuous_thresholds(p.source for p in policies),
+        shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
+    )
+    writer = ReadModelWriter.from_settings(settings)
+    worker = Worker(app, processor, topics, writer)
+    source = RawSource(app, topics=topics.all_consumed(), key_serializer="raw", value_serializer="raw",
+                       maxsize=4 * settings.batch_max)
+    app.topics.add(source)  # subscribe: the conductor delivers its partitions' messages to source.queue
+
+    @app.task
+    async def _process() -> None:
+        try:
+            async for messages in batches(source, settings.batch_max, settings.batch_wait_seconds):
+                await worker.handle(messages)
+                ack_all(messages, app.consumer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # At-least-once: nothing of this batch was acked; crash so a supervisor restarts us and the
+            # records are processed again, instead of carrying on past a batch we could not finish.
+            log.exception("batch processing failed")
+            await app.crash(exc)
+
+    input_topics = set(topics.all_consumed())
+    state = {"ready": False, "recount": None}
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: faust.App, assigned: set, **_: object) -> None:  # type: ignore[type-arg]
+        metrics.REBALANCES.inc()
+        worker.assign({tp.partition for tp in assigned if tp.topic in input_topics})
+
+    @app.on_rebalance_complete.connect
+    async def _ready(sender: faust.App, **_: object) -> None:
+        state["ready"] = True
+        metrics.WORKER_READY.set(1)
+        # Recount per-partition gauges and rebuild the decay schedule from the recovered store, in a
+        # thread: the store is the truth after any rebalance or restart.
+        state["recount"] = asyncio.ensure_future(_recover_schedule())
+
+    async def _recover_schedule() -> None:
+        schedule = await worker.gauges.recount(list(app.state_table.data.items()))
+        async with worker.lock:
+            for partition, customer_id, at, due in schedule:
+                if partition in worker.owned:
+                    worker.due.schedule(partition, customer_id, due)
+                    if partition not in worker.watermarks or at > worker.watermarks[partition]:
+                        worker.watermarks[partition] = at
+
+    @app.timer(interval=1.0)
+    async def _decay() -> None:
+        if not app.should_stop:  # the producer may already be stopping
+            await worker.run_due()
+
+    @app.task
+    async def _started() -> None:
+        await writer.start()
+        metrics.WORKER_HEALTHY.set(1)
+        log.info("worker started", extra={"policies": [p.id for p in policies]})
+
+    @app.timer(interval=5.0)
+    async def _export_gauges() -> None:
+        # An exception in a Faust timer crashes the app: a metric must never stop the worker.
+        try:
+            await _export()
+        except Exception:
+            log.exception("exporting gauges failed")
+
+    async def _export() -> None:
+        consumer = app.consumer
+        highwaters: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            if tp.topic in input_topics:
+                with contextlib.suppress(Exception):  # highwater unknown until the first fetch
+                    highwaters[(tp.topic, tp.partition)] = consumer.highwater(tp)
+                    if (tp.topic, tp.partition) not in worker.gauges.offsets:
+                        position = await consumer.position(tp)
+                        if position is not None:
+                            worker.gauges.offsets[(tp.topic, tp.partition)] = position
+        worker.gauges.export(highwaters)
+
+    @app.on_before_shutdown.connect
+    def _stopping(sender: faust.App, **_: object) -> None:
+        state["ready"] = False
+        metrics.WORKER_READY.set(0)
+        metrics.WORKER_HEALTHY.set(0)
+
+    @app.page("/healthz")
+    async def _healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def _readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        ready = bool(state["ready"]) and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    for topic in topics.all_produced():
+        app.topic(topic)  # declared on start, so consumers can subscribe before the first record
+    _initialize_series(policies)
+    setup_prometheus_sensors(app)
+    app.tierstream_writer = writer  # type: ignore[attr-defined]
+    return app, worker

@@ -1,0 +1,271 @@
+"""Faust binding of the batch core: turns consumed messages into :class:`~streams.batch.InRecord` batches
+and carries out the :class:`~streams.batch.Outbox` in crash-safe order.
+
+Order of effects per batch (see streams.batch for why):
+1. state table writes (RocksDB/memory store + changelog), then ``producer.flush()`` so the changelog is
+   on the broker before anything downstream can see a decision;
+2. dead letters, repartitioned records and tier changes appended to the producer's buffer without
+   waiting (``send_soon``): Faust flushes the producer before it commits offsets, so they are durable
+   before the input offsets are, and awaiting each send would serialize a round trip per record;
+3. the Redis read model (the writer buffers and retries on its own when Redis is down);
+4. metrics. Faust acks the batch's records after this returns; offsets commit later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+
+import faust
+import orjson
+from faust.streams import _current_event
+from faust.types import Message
+from pydantic import BaseModel
+
+from schemas.admin import TierAtRisk
+from schemas.outputs import dlq_headers
+from streams import metrics
+from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
+from streams.due import DueIndex
+from streams.gauges import PartitionGauges
+from streams.topics import Topics
+from tierstream.readmodel.writer import ReadModelWriter
+
+log = logging.getLogger("tierstream.worker")
+
+
+class PartitionEvent:
+    """Stand-in for a Faust event of one partition: all the table store reads from the current event is
+    ``message.partition``. Batch processing has no per-record Faust event, so table reads and writes of a
+    customer run in the context of its partition's stand-in."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, partition: int) -> None:
+        self.message = type("PartitionMessage", (), {"partition": partition, "topic": None})()
+
+
+@contextlib.contextmanager
+def event_context(event: PartitionEvent) -> Iterator[None]:
+    """Make ``event`` Faust's current event, so table reads and writes go to its partition's store and
+    changelog partition (Faust's RocksDB store picks the partition database from the current event)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def to_record(msg: Message) -> InRecord:
+    """The broker-level view of a consumed message (raw key and value bytes)."""
+    return InRecord(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
+        timestamp=msg.timestamp,
+    )
+
+
+class Worker:
+    """Holds the app's topics, table, processor and read-model writer; ``handle`` processes one batch."""
+
+    def __init__(
+        self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter
+    ) -> None:
+        self.app = app
+        self.table = app.state_table  # type: ignore[attr-defined]
+        self.processor = processor
+        self.writer = writer
+        self.gauges = PartitionGauges(processor.partitions, tuple(p.id for p in processor.policies))
+        self.due = DueIndex()
+        self.watermarks: dict[int, datetime] = {}  # partition -> newest event time seen (the decay clock)
+        self.owned: set[int] = set()
+        self._partition_events = {p: PartitionEvent(p) for p in range(processor.partitions)}
+        # One batch or decay run at a time: both read-modify-write customer state across an await.
+        self.lock = asyncio.Lock()
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.tier_changes = app.topic(topics.tier_changes, **raw)
+        self.dead_letters = app.topic(topics.dead_letters, **raw)
+        self.repartition = app.topic(topics.repartition, **raw)
+        self.admin = app.topic(topics.admin_commands, **raw)
+        self.proposals = app.topic(topics.tier_proposals, **raw)
+        self.at_risk = app.topic(topics.tier_at_risk, **raw)
+        self.audit = app.topic(topics.admin_audit, **raw)
+        # Compaction keeps the latest record per key: on real Kafka the topic is created compacted
+        # (deploy/); the embedded broker accepts the setting but never compacts (BROKER-NOTES.md).
+        self.snapshot = app.topic(topics.customer_tiers, config={"cleanup.policy": "compact"}, **raw)
+
+    async def handle(self, messages: Sequence[Message]) -> Outbox:
+        """Process one batch of messages end to end; returns the Outbox. The caller acks the messages after
+        this returns. Customers the batch made due are re-scored by :meth:`run_due` (a 1 s timer)."""
+        async with self.lock:
+            return await self._handle(messages)
+
+    async def run_due(self) -> None:
+        """Re-score customers whose due time the decay clock has passed (called by a timer too, so a
+        partition that has gone quiet still decays up to its last event time)."""
+        async with self.lock:
+            await self._run_due()
+
+    async def _handle(self, messages: Sequence[Message]) -> Outbox:
+        started = time.perf_counter()
+        contexts = self._partition_events
+        table = self.table
+        sizes: dict[str, int] = {}
+        load = self._loader(sizes, contexts)
+        now = datetime.now(UTC)
+        out = self.processor.process([to_record(m) for m in messages], load, now)
+        for customer_id, (partition, data) in out.state_writes.items():
+            with event_context(contexts[partition]):
+                table[customer_id.encode()] = data
+        await self.app.producer.flush()
+        for dead in out.dead_letters:
+            rec = dead.record
+            self.dead_letters.send_soon(
+                key=rec.key,
+                value=rec.value,
+                headers=dlq_headers(dead.reason, dead.detail, rec.topic, rec.partition, rec.offset, now),
+            )
+            metrics.DEAD_LETTERS.labels(dead.reason).inc()
+            log.warning(
+                "dead letter",
+                extra={"reason": dead.reason, "detail": dead.detail, "topic": rec.topic,
+                       "partition": rec.partition, "offset": rec.offset},
+            )
+        for key, value in out.repartition:
+            self.repartition.send_soon(key=key, value=value)
+        for key, value in out.readmin:
+            self.admin.send_soon(key=key, value=value)
+        self._emit(out)
+        if out.read_model:
+            await self.writer.write(out.read_model)
+        await self.writer.write_changes(out.tier_changes)
+        self._schedule(out)
+        self.gauges.on_batch(out, sizes, out.moves)
+        self.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in messages})
+        self._observe(out, messages, now, started)
+        return out
+
+    def _emit(self, out: Outbox) -> int:
+        """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""
+        for change in out.tier_changes:
+            self.tier_changes.send_soon(key=change.customer_id.encode(), value=encode_change(change))
+            metrics.TIER_CHANGES.labels(change.policy, change.from_tier or "", change.to_tier, change.cause).inc()
+        for notice in out.notices:
+            topic = self.at_risk if isinstance(notice, TierAtRisk) else self.proposals
+            self.send_model(topic, notice.customer_id, notice)  # type: ignore[attr-defined]
+            metrics.TIER_NOTICES.labels(notice.policy, type(notice).__name__).inc()  # type: ignore[attr-defined]
+        for result in out.audit:
+            self.send_model(self.audit, result.customer_id, result)
+            metrics.ADMIN_COMMANDS.labels(result.command, str(result.accepted).lower()).inc()
+        for policy, n in out.flip_flops.items():
+            metrics.TIER_FLIP_FLOPS.labels(policy).inc(n)
+        for labels, n in out.shadow_evaluations.items():
+            metrics.SHADOW_EVALUATIONS.labels(*labels).inc(n)
+        for labels, n in out.shadow.items():
+            metrics.SHADOW_DIFFERENCES.labels(*labels).inc(n)
+        changed = {(c.customer_id, c.policy) for c in out.tier_changes}
+        for record in out.read_model:
+            # the snapshot follows tier changes (and overrides), not every score refresh
+            if (record.customer_id, record.policy) in changed or record.override is not None:
+                self.snapshot.send_soon(key=orjson.dumps([record.customer_id, record.policy]),
+                                        value=orjson.dumps(record.model_dump(mode="json")))
+        return len(out.tier_changes) + len(out.notices) + len(out.audit)
+
+    @staticmethod
+    def send_model(topic: faust.TopicT, customer_id: str, model: BaseModel) -> None:
+        """Produce a pydantic output model as JSON keyed by ``customer_id`` (buffered, not awaited)."""
+        topic.send_soon(key=customer_id.encode(), value=orjson.dumps(model.model_dump(mode="json", by_alias=True)))
+
+    def _loader(
+        self, sizes: dict[str, int], contexts: Mapping[int, PartitionEvent]
+    ) -> Callable[[str, int], bytes | None]:
+        """A state loader reading each customer from its partition's store; records the stored sizes."""
+        table = self.table
+
+        def load(customer_id: str, partition: int) -> bytes | None:
+            with event_context(contexts[partition]):
+                raw = table.get(customer_id.encode())
+            sizes[customer_id] = len(raw) if raw else 0
+            return raw
+
+        return load
+
+    def _schedule(self, out: Outbox) -> None:
+        for partition, mark in out.watermarks.items():
+            if partition in self.owned and (partition not in self.watermarks or mark > self.watermarks[partition]):
+                self.watermarks[partition] = mark
+        for customer_id, (partition, due) in out.due.items():
+            if partition in self.owned:
+                self.due.schedule(partition, customer_id, due)
+
+    async def _run_due(self, limit: int = 2000, rounds: int = 50) -> None:
+        """Output first, then state: a decay decision is a pure function of the stored state and its due
+        time, so if we crash before the state write, the restarted worker finds the customer due again
+        and emits the identical change (same sequence, same change_id).
+
+        All rounds are decided in memory (a customer due again before the clock reads the state the
+        previous round produced), then carried out together: one flush, one set of state writes, one
+        Redis write, however many customers were due."""
+        table = self.table
+        sizes: dict[str, int] = {}
+        stored = self._loader(sizes, self._partition_events)
+        decided: dict[str, tuple[int, bytes]] = {}
+
+        def load(customer_id: str, partition: int) -> bytes | None:
+            hit = decided.get(customer_id)
+            return hit[1] if hit is not None else stored(customer_id, partition)
+
+        now = datetime.now(UTC)
+        total = Outbox()
+        for _ in range(rounds):
+            due = [(c, p, at) for p, mark in list(self.watermarks.items())
+                   for c, at in self.due.pop_due(p, mark, limit)]
+            if not due:
+                break
+            out = self.processor.decay(due, load, now)
+            decided.update(out.state_writes)
+            self._schedule(out)
+            total.merge(out)
+        if not decided:
+            return
+        if self._emit(total):
+            await self.app.producer.flush()
+        for customer_id, (partition, data) in decided.items():
+            if partition in self.owned:  # revoked while we awaited: the new owner re-runs it
+                with event_context(self._partition_events[partition]):
+                    table[customer_id.encode()] = data
+        total.state_writes = decided
+        self.gauges.on_batch(total, sizes, total.moves)
+        if total.read_model:
+            await self.writer.write(total.read_model)
+        await self.writer.write_changes(total.tier_changes)
+
+    def assign(self, partitions: set[int]) -> None:
+        """Partitions now owned: forget the decay schedule and clock of the others."""
+        self.owned = set(partitions)
+        self.due.drop_partitions(self.owned)
+        self.watermarks = {p: m for p, m in self.watermarks.items() if p in self.owned}
+        self.gauges.assign(self.owned)
+
+    @staticmethod
+    def _observe(out: Outbox, messages: Sequence[Message], now: datetime, started: float) -> None:
+        for (kind, outcome), n in out.counts.items():
+            metrics.EVENTS_CONSUMED.labels(kind, outcome).inc(n)
+            if outcome == "duplicate":
+                metrics.DUPLICATE_EVENTS.inc(n)
+        wall = time.time()
+        for change in out.tier_changes:
+            metrics.EVENT_TO_DECISION.observe(max(0.0, (now - change.effective_at).total_seconds()))
+        if out.tier_changes:
+            oldest = min(m.timestamp for m in messages)
+            metrics.ARRIVAL_TO_EMIT.observe(max(0.0, wall - oldest))
+        metrics.LAST_EVENT_TIMESTAMP.set(wall)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -1,0 +1,132 @@
+"""The batch core without a broker: routing, dead letters, re-emission after a crash, decay, shadow
+policies and admin commands (streams/batch.py, streams/decide.py).
+
+Expectations by hand from five_tier (see tests/integration/test_pipeline.py for the ladder).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from scoring.policy import load_policies
+from streams.batch import BatchProcessor, InRecord
+from streams.partitioning import partition_for
+from streams.topics import Topics
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+TOPICS = Topics("t.")
+
+
+def processor(shadows=()) -> BatchProcessor:
+    return BatchProcessor(load_policies(["five_tier"]), TOPICS, 4, timedelta(minutes=5), timedelta(days=1100),
+                          shadows=shadows)
+
+
+def rec(offset: int, event: dict, *, key: bytes | str | None = "auto", partition: int | None = None,
+        topic: str | None = None) -> InRecord:
+    cid = event.get("customer_id", "c1").encode()
+    return InRecord(
+        topic or TOPICS.input(event.get("type", "order")),
+        partition if partition is not None else partition_for(cid, 4),
+        offset,
+        cid if key == "auto" else key,
+        orjson.dumps(event),
+        NOW.timestamp(),
+    )
+
+
+def order(eid: str, amount: str, days_before: float = 1, cid: str = "c1") -> dict:
+    return {"event_id": eid, "customer_id": cid, "occurred_at": (NOW - timedelta(days=days_before)).isoformat(),
+            "type": "order", "order_id": f"o-{eid}", "status": "placed", "amount": amount}
+
+
+class Store(dict):
+    def load(self, customer_id: str, partition: int) -> bytes | None:
+        return self.get(customer_id)
+
+    def save(self, out) -> None:
+        for customer_id, (_, data) in out.state_writes.items():
+            self[customer_id] = data
+
+
+def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_processed():
+    store = Store()
+    login_on_order_topic = rec(2, {"event_id": "l", "customer_id": "c1", "occurred_at": NOW.isoformat(),
+                                   "type": "login"}, topic=TOPICS.input("order"))
+    out = processor().process(
+        [rec(0, order("e1", "100")), InRecord(TOPICS.input("order"), 0, 1, b"c1", b"{nope"), login_on_order_topic],
+        store.load, NOW)
+    assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("invalid_json", 1), ("wrong_topic", 2)]
+    assert out.dead_letters[0].record.value == b"{nope"
+    assert [c.to_tier for c in out.tier_changes] == ["bronze"]
+
+
+def test_mis_keyed_records_go_to_the_repartition_topic_unchanged():
+    event = order("e1", "100")
+    wrong_partition = (partition_for(b"c1", 4) + 1) % 4
+    out = processor().process([rec(0, event, key=None), rec(1, event, partition=wrong_partition)], Store().load, NOW)
+    assert out.repartition == [(b"c1", orjson.dumps(event))] * 2
+    assert not out.state_writes and not out.tier_changes
+
+
+def test_replayed_event_re_emits_the_stored_change_with_the_same_id():
+    # state first: the state (with the decision) reached the changelog, the outputs may not have.
+    store = Store()
+    first = processor().process([rec(0, order("e1", "6000000"))], store.load, NOW)
+    store.save(first)
+    again = processor().process([rec(0, order("e1", "6000000"))], store.load, NOW + timedelta(seconds=5))
+    assert again.counts == {("order", "duplicate"): 1}
+    assert [c.change_id for c in again.tier_changes] == [c.change_id for c in first.tier_changes]
+    assert again.tier_changes[0].decided_at == first.tier_changes[0].decided_at  # byte-identical decision
+
+
+def test_decay_is_a_pure_function_of_state_and_due_time():
+    # 6 orders on the 6 days up to 2025-05-02: the first feature to move with time alone is the oldest
+    # active day (2025-04-27) leaving the 30-day activity window at 2025-05-27 00:00 UTC (whole UTC days)
+    store = Store()
+    events = [rec(i, order(f"e{i}", "200000", days_before=400 - i)) for i in range(6)]
+    out = processor().process(events, store.load, NOW)
+    store.save(out)
+    partition, due = out.due["c1"]
+    assert due == datetime(2025, 5, 27, tzinfo=UTC)
+    a = processor().decay([("c1", partition, due)], store.load, NOW)
+    b = processor().decay([("c1", partition, due)], store.load, NOW + timedelta(hours=1))  # re-run later
+    assert [(r.tier, r.score, r.version) for r in a.read_model] == [(r.tier, r.score, r.version) for r in b.read_model]
+    assert a.due == b.due and a.due["c1"][1] > due
+    assert [c.change_id for c in a.tier_changes] == [c.change_id for c in b.tier_changes]
+
+
+def test_shadow_policy_differences_are_counted_not_emitted(tmp_path: pathlib.Path):
+    v2 = pathlib.Path("scoring/presets/five_tier.yaml").read_text().replace("version: 1", "version: 2", 1)
+    v2 = v2.replace("{tier: silver, gt: 40, le: 60}", "{tier: silver, gt: 10, le: 60}")
+    path = tmp_path / "five_tier_v2.yaml"
+    path.write_text(v2)
+    # one order of 100: 10 (spend) + 5 (1 order) + 3 (1 day) + 2 (< 1 year) = 20 -> bronze live, silver in v2
+    out = processor(load_policies([str(path)])).process([rec(0, order("e1", "100"))], Store().load, NOW)
+    assert [c.to_tier for c in out.tier_changes] == ["bronze"]
+    assert out.shadow == {("five_tier", "2", "bronze", "silver"): 1}
+    assert out.shadow_evaluations == {("five_tier", "2"): 1}
+
+
+@pytest.mark.parametrize("kind", ["pin", "floor", "ceiling"])
+def test_admin_override_applies_and_is_audited(kind):
+    store = Store()
+    store.save(processor().process([rec(0, order("e1", "100"))], store.load, NOW))  # bronze (20)
+    tier = {"pin": "gold", "floor": "silver", "ceiling": "bronze"}[kind]
+    command = {"type": "set_override", "command_id": f"cmd-{kind}", "customer_id": "c1", "policy": "five_tier",
+               "kind": kind, "tier": tier, "actor": "exec@example.com", "reason": "board decision"}
+    out = processor().process([rec(1, command, topic=TOPICS.admin_commands)], store.load, NOW)
+    assert [(a.command_id, a.accepted) for a in out.audit] == [(f"cmd-{kind}", True)]
+    expected = {"pin": "gold", "floor": "silver", "ceiling": "bronze"}[kind]
+    assert out.read_model[-1].tier == expected and out.read_model[-1].override["kind"] == kind
+    assert out.read_model[-1].scored_tier == "bronze"  # the score keeps being computed underneath
+
+
+def test_invalid_admin_command_is_dead_lettered_with_reason():
+    out = processor().process([rec(0, {"type": "set_override", "customer_id": "c1"}, topic=TOPICS.admin_commands)],
+                              Store().load, NOW)
+    assert [d.reason for d in out.dead_letters] == ["invalid_command"]

@@ -1,0 +1,7 @@
+"""``python -m tierstream`` is the ``tierstream`` command."""
+
+import sys
+
+from tierstream.cli import main
+
+sys.exit(main())

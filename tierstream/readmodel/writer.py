@@ -1,0 +1,491 @@
+"""Writer of the Redis read model, used by the stream worker on its hot path.
+
+:class:`ReadModelWriter` turns a batch of :class:`~schemas.readmodel.TierRecord` into one pipelined batch
+of EVALSHA calls of the version-guarded upsert (``lua.py``), and a batch of tier changes
+(:class:`~schemas.outputs.TierChangeEvent`) into one pipeline of ledger writes (``write_changes``). It
+never raises on Redis failure: what could not be written waits in a pending map (newest record per
+(customer, policy); each distinct ledger entry once) that a background task retries with exponential
+backoff and jitter until Redis answers again. Records and ledger entries share that one mechanism
+(:meth:`ReadModelWriter._submit`, the retry loop, :meth:`ReadModelWriter._drain`).
+
+The tier ledger (``{p}ledger:{customer}:{policy}``, see ``keys.py``) is a sorted set scored by
+``effective_at``; the member is the canonical JSON of the change's :class:`~schemas.readmodel.LedgerEntry`,
+so a replayed or re-delivered change adds nothing. Each write trims the set to the newest
+:data:`~tierstream.readmodel.keys.LEDGER_MAX` entries: the read model answers "what tier when" for recent
+history; older history stays on the tier-changes topic (``tierstream resync --ledger`` re-reads it).
+
+Invariants:
+- no update is lost while the process lives: a record leaves the pending map only after Redis ran the
+  upsert for it (or for a newer record of the same key);
+- nothing goes back in time: the script refuses versions not greater than the stored one, so retries,
+  replays, a pending map flushed late, or two workers during a rebalance are all safe in any order;
+- when Redis comes back with a different ``run_id`` (it restarted, maybe empty: the shared Redis keeps
+  nothing on disk), the writer rebuilds the read model from ``resync_source`` (the worker's table state),
+  so Redis converges to the table state, not only to the updates made during the outage. (The ledger is
+  not in the table state: after such a restart it holds the changes since; ``tierstream resync --ledger``
+  rebuilds the rest from the tier-changes topic.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.retry import Retry
+
+from schemas.outputs import TierChangeEvent
+from schemas.readmodel import TierRecord
+from streams.metrics import REDIS_PENDING, REDIS_WRITE_FAILURES, REDIS_WRITE_SECONDS
+from tierstream.readmodel import codec
+from tierstream.readmodel.keys import LEDGER_MAX, Keys
+from tierstream.readmodel.lua import UPSERT_LUA, UPSERT_SHA
+
+log = logging.getLogger(__name__)
+
+#: Whole-batch failures: Redis unreachable, timed out, connection dropped. Retried later.
+_TRANSIENT = (RedisError, OSError, TimeoutError)
+#: Per-command replies that mean "Redis cannot take writes right now" (failover, loading, memory): retried.
+_RETRYABLE_REPLIES = (NoScriptError, ReadOnlyError, BusyLoadingError, MasterDownError, OutOfMemoryError, TryAgainError)
+
+RecordSource = AsyncIterable[TierRecord] | Iterable[TierRecord]
+ChangeSource = AsyncIterable[TierChangeEvent] | Iterable[TierChangeEvent]
+PendingKey = tuple[str, str]
+T = TypeVar("T")
+
+
+class LedgerWrite(NamedTuple):
+    """One ledger entry ready for Redis: its sorted set (customer, policy), member bytes and score."""
+
+    customer_id: str
+    policy: str
+    member: bytes  # canonical JSON: identical for a re-delivered change
+    score: float  # effective_at, epoch seconds
+
+    @classmethod
+    def of(cls, change: TierChangeEvent) -> LedgerWrite:
+        """The ledger write of one tier change."""
+        entry = codec.ledger_entry(change)
+        return cls(change.customer_id, change.policy, codec.encode_entry(entry), entry.effective_at.timestamp())
+
+
+#: Pending-map key of a ledger write: (customer, policy, member); equal keys are equal writes.
+ChangeKey = tuple[str, str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncResult:
+    """Outcome of :meth:`ReadModelWriter.resync`: records sent, stored (newer than Redis) and skipped."""
+
+    total: int
+    applied: int
+    skipped: int
+
+
+class ReadModelWriter:
+    """Version-guarded, pipelined, outage-tolerant writer of ``{prefix}tier:*`` hashes, tier counts and the
+    tier ledger.
+
+    Use: ``await start()`` once, ``await write(records)`` and ``await write_changes(changes)`` per processed
+    batch, ``await stop()`` at shutdown. ``resync_source`` (optional) returns the worker's current records;
+    it is called after Redis restarted.
+    """
+
+    def __init__(
+        self,
+        redis_url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "ts:",
+        *,
+        client: Redis | None = None,
+        resync_source: Callable[[], RecordSource] | None = None,
+        batch_size: int = 500,
+        retry_base_seconds: float = 0.05,
+        retry_max_seconds: float = 5.0,
+        max_pending: int | None = None,
+        socket_timeout_seconds: float = 2.0,
+    ) -> None:
+        """``client`` overrides ``redis_url`` (the caller then owns and closes it). ``max_pending`` bounds the
+        pending map (default: unbounded, i.e. bounded by the distinct (customer, policy) keys); beyond it new
+        keys are dropped and :attr:`overflowed` tells the worker to resync once Redis is back. It bounds the
+        pending ledger entries too (separately); those beyond it are dropped and counted in
+        :attr:`ledger_dropped` (the tier-changes topic still has them)."""
+        self._owns_client = client is None
+        # retry=0: a dropped connection (e.g. Redis restarted) must surface here, not be retried silently
+        # inside redis-py, so that the writer notices the restart and resyncs; our own loop does retries.
+        self._client: Redis = client or Redis.from_url(
+            redis_url,
+            socket_timeout=socket_timeout_seconds,
+            socket_connect_timeout=socket_timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._keys = Keys(prefix)
+        self._resync_source = resync_source
+        self._batch_size = batch_size
+        self._retry_base = retry_base_seconds
+        self._retry_max = retry_max_seconds
+        self._max_pending = max_pending
+        self._pending: dict[PendingKey, TierRecord] = {}
+        self._pending_changes: dict[ChangeKey, LedgerWrite] = {}
+        self._failures = 0  # consecutive failed attempts; drives the backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._run_id: str | None = None  # Redis server identity last seen; a change means a restart
+        self._resync_needed = False
+        self._restart_check_needed = False  # set by any failure: after recovery, compare run_id
+        self.overflowed = False
+        self.ledger_dropped = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> ReadModelWriter:
+        """A writer for ``settings.redis_url`` / ``settings.redis_prefix``; ``kwargs`` as in the constructor."""
+        return cls(settings.redis_url, settings.redis_prefix, **kwargs)
+
+    @property
+    def pending(self) -> int:
+        """Number of writes waiting for Redis: (customer, policy) records plus ledger entries."""
+        return len(self._pending) + len(self._pending_changes)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load the script and remember the server identity if Redis is up; start the retry task.
+
+        Never raises on Redis failure (the worker must start while Redis is down)."""
+        try:
+            await self._client.script_load(UPSERT_LUA)
+            self._run_id = await self._server_run_id()
+        except _TRANSIENT as exc:
+            log.warning("Redis read model unavailable at start (%s); updates will be buffered", exc)
+            self._resync_needed = self._resync_source is not None
+            self._on_failure(exc)  # so that write() buffers at once instead of waiting for a timeout
+        self._ensure_task()
+
+    async def stop(self, flush_timeout_seconds: float = 5.0) -> None:
+        """Stop retrying, flush what is pending (best effort, bounded by the timeout) and close the client."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.pending:
+            try:
+                await asyncio.wait_for(self._drain(), flush_timeout_seconds)
+            except (TimeoutError, *_TRANSIENT) as exc:
+                log.error("stopping with %d read-model updates not written: %s", self.pending, exc)
+        if self._owns_client:
+            await self._client.aclose()
+
+    # ------------------------------------------------------------------ hot path
+
+    async def write(self, records: Sequence[TierRecord]) -> None:
+        """Upsert ``records`` in one pipeline. Never raises on Redis failure: failed records are kept
+        (newest per key) and retried in the background. Records may come in any order and repeat."""
+        if records:
+            await self._submit(records, self._send, self._merge)
+
+    async def write_changes(self, changes: Sequence[TierChangeEvent]) -> None:
+        """Add ``changes`` to their customers' tier ledgers in one pipeline (ZADD, trim to the newest
+        :data:`LEDGER_MAX`, index the policy). Idempotent: a change written again (replay, re-delivery)
+        stores nothing new. Never raises on Redis failure: entries are kept and retried like records."""
+        if changes:
+            await self._submit([LedgerWrite.of(c) for c in changes], self._send_changes, self._merge_changes)
+
+    async def _submit(
+        self,
+        items: Sequence[T],
+        send: Callable[[Sequence[T]], Awaitable[list[T]]],
+        merge: Callable[[Iterable[T]], None],
+    ) -> None:
+        """The one hot-path write policy, for records and ledger entries: send now, or buffer in the pending
+        map (``merge``) for the retry task when Redis is failing, and never raise on Redis failure."""
+        self._ensure_task()
+        if self.pending or self._failures:
+            # Redis is (or just was) failing: buffer without I/O so the worker's batch never waits for
+            # timeouts; the retry task flushes in order-independent fashion (version guard, idempotent ZADD).
+            merge(items)
+            return
+        try:
+            retry = await send(items)
+        except asyncio.CancelledError:
+            merge(items)  # a cancelled batch may be half-sent: keep it, replays are harmless
+            raise
+        except _TRANSIENT as exc:
+            self._on_failure(exc)
+            merge(items)
+            return
+        if retry:
+            REDIS_WRITE_FAILURES.inc()
+            merge(retry)
+
+    # ------------------------------------------------------------------ resync
+
+    async def resync(self, records: RecordSource) -> ResyncResult:
+        """Write every record of ``records`` (sync or async iterable) in pipelines of ``batch_size``.
+
+        Rebuilds the read model from worker state: missing or older entries are replaced, newer ones kept.
+        Unlike :meth:`write`, raises the Redis error if Redis fails (callers are tools and the retry task)."""
+
+        async def flush(chunk: list[TierRecord]) -> int:
+            stored, retry = await self._send_counted(chunk)
+            if retry:
+                self._merge(retry)
+            return stored
+
+        return await self._in_chunks(records, flush)
+
+    async def resync_ledger(self, changes: ChangeSource) -> ResyncResult:
+        """Add every change of ``changes`` (e.g. the tier-changes topic from the beginning) to the ledgers,
+        in pipelines of ``batch_size``; ``applied`` counts entries that were missing. Raises on Redis failure.
+
+        Safe while workers run: adds are idempotent and each trims to the newest :data:`LEDGER_MAX`."""
+
+        async def flush(chunk: list[TierChangeEvent]) -> int:
+            stored, retry = await self._send_changes_counted([LedgerWrite.of(c) for c in chunk])
+            if retry:
+                self._merge_changes(retry)
+            return stored
+
+        return await self._in_chunks(changes, flush)
+
+    async def _in_chunks(
+        self, items: AsyncIterable[T] | Iterable[T], flush: Callable[[list[T]], Awaitable[int]]
+    ) -> ResyncResult:
+        """Feed ``items`` (sync or async) to ``flush`` in chunks of ``batch_size``; sum what it applied."""
+        total = applied = 0
+        chunk: list[T] = []
+        if isinstance(items, AsyncIterable):
+            async for item in items:
+                chunk.append(item)
+                if len(chunk) >= self._batch_size:
+                    total, applied = total + len(chunk), applied + await flush(chunk)
+                    chunk = []
+        else:
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= self._batch_size:
+                    total, applied = total + len(chunk), applied + await flush(chunk)
+                    chunk = []
+        if chunk:
+            total, applied = total + len(chunk), applied + await flush(chunk)
+        return ResyncResult(total=total, applied=applied, skipped=total - applied)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _send(self, records: Sequence[TierRecord]) -> list[TierRecord]:
+        """Upsert ``records``; returns the ones to retry (retryable replies). Raises on connection failure."""
+        return (await self._send_counted(records))[1]
+
+    async def _send_counted(self, records: Sequence[TierRecord]) -> tuple[int, list[TierRecord]]:
+        """One pipeline of EVALSHA (reloading the script once on NOSCRIPT, e.g. after a Redis restart).
+
+        Returns (records stored, records to retry). Permanent per-record errors are logged, counted, dropped
+        (retrying a WRONGTYPE forever would block nothing but would never succeed either)."""
+        applied = 0
+        retry: list[TierRecord] = []
+        todo: Sequence[TierRecord] = records
+        for attempt in range(2):
+            now = f"{time.time():.6f}"
+            pipe = self._client.pipeline(transaction=False)
+            for r in todo:
+                pipe.evalsha(
+                    UPSERT_SHA,
+                    3,
+                    self._keys.tier(r.customer_id),
+                    self._keys.counts(r.policy),
+                    self._keys.meta,
+                    r.policy,
+                    r.version,
+                    r.tier,
+                    codec.encode(r),
+                    now,
+                )
+            started = time.perf_counter()
+            results = await pipe.execute(raise_on_error=False)
+            REDIS_WRITE_SECONDS.observe(time.perf_counter() - started)
+            self._on_success()
+            noscript: list[TierRecord] = []
+            for record, result in zip(todo, results, strict=True):
+                if isinstance(result, NoScriptError) and attempt == 0:
+                    noscript.append(record)
+                elif isinstance(result, _RETRYABLE_REPLIES):
+                    retry.append(record)
+                elif isinstance(result, ResponseError):
+                    REDIS_WRITE_FAILURES.inc()
+                    log.error("read-model write of %r/%r refused: %s", record.customer_id, record.policy, result)
+                else:
+                    applied += int(result)
+            if not noscript:
+                break
+            await self._client.script_load(UPSERT_LUA)
+            todo = noscript
+        return applied, retry
+
+    async def _send_changes(self, changes: Sequence[LedgerWrite]) -> list[LedgerWrite]:
+        """Write ledger entries; returns the ones to retry. Raises on connection failure."""
+        return (await self._send_changes_counted(changes))[1]
+
+    async def _send_changes_counted(self, changes: Sequence[LedgerWrite]) -> tuple[int, list[LedgerWrite]]:
+        """One pipeline: per (customer, policy) ZADD of its entries, trim to the newest ``LEDGER_MAX``,
+        SADD of the policy to the customer's ledger index. Returns (entries added, entries to retry).
+
+        Not a transaction: each step is idempotent, so another writer interleaving (a rebalance) or a
+        retry after a partial failure converges to the same set. A permanent per-key error (WRONGTYPE) is
+        logged and dropped like a record's."""
+        groups: dict[PendingKey, dict[bytes, LedgerWrite]] = {}
+        for change in changes:
+            groups.setdefault((change.customer_id, change.policy), {})[change.member] = change
+        pipe = self._client.pipeline(transaction=False)
+        for (customer_id, policy), entries in groups.items():
+            key = self._keys.ledger(customer_id, policy)
+            pipe.zadd(key, {member: c.score for member, c in entries.items()})
+            # Lowest scores go first: the oldest effective_at. Equal scores fall back to member order,
+            # which only matters for changes sharing one instant at the 200th place.
+            pipe.zremrangebyrank(key, 0, -(LEDGER_MAX + 1))
+            pipe.sadd(self._keys.ledger_policies(customer_id), policy)
+        started = time.perf_counter()
+        results = await pipe.execute(raise_on_error=False)
+        REDIS_WRITE_SECONDS.observe(time.perf_counter() - started)
+        self._on_success()
+        added = 0
+        retry: list[LedgerWrite] = []
+        for index, ((customer_id, policy), entries) in enumerate(groups.items()):
+            replies = results[3 * index: 3 * index + 3]
+            if any(isinstance(r, _RETRYABLE_REPLIES) for r in replies):
+                retry.extend(entries.values())
+            elif any(isinstance(r, ResponseError) for r in replies):
+                REDIS_WRITE_FAILURES.inc()
+                error = next(r for r in replies if isinstance(r, ResponseError))
+                log.error("ledger write of %r/%r refused: %s", customer_id, policy, error)
+            else:
+                added += int(replies[0])
+        return added, retry
+
+    def _merge_changes(self, changes: Iterable[LedgerWrite]) -> None:
+        """Keep each distinct ledger entry once in the pending map and wake the retry task."""
+        pending = self._pending_changes
+        for change in changes:
+            key = (change.customer_id, change.policy, change.member)
+            if key not in pending and self._max_pending is not None and len(pending) >= self._max_pending:
+                if not self.ledger_dropped:
+                    log.error("ledger pending map full (%d entries): dropping entries; rebuild the ledger with "
+                              "`tierstream resync --ledger` once Redis is back", self._max_pending)
+                self.ledger_dropped += 1
+                continue
+            pending[key] = change
+        REDIS_PENDING.set(self.pending)
+        self._wake.set()
+
+    def _merge(self, records: Iterable[TierRecord]) -> None:
+        """Keep the newest record per (customer, policy) in the pending map and wake the retry task."""
+        pending = self._pending
+        for record in records:
+            key = (record.customer_id, record.policy)
+            current = pending.get(key)
+            if current is None:
+                if self._max_pending is not None and len(pending) >= self._max_pending:
+                    if not self.overflowed:
+                        log.error("read-model pending map full (%d keys): resync needed", self._max_pending)
+                    self.overflowed = True
+                    self._resync_needed = self._resync_source is not None
+                    continue
+                pending[key] = record
+            elif record.version >= current.version:
+                pending[key] = record
+        REDIS_PENDING.set(self.pending)
+        self._wake.set()
+
+    def _on_failure(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._restart_check_needed = True
+        self._wake.set()
+        REDIS_WRITE_FAILURES.inc()
+        log.warning("read-model write failed (attempt %d, %d pending): %s", self._failures, self.pending, exc)
+
+    def _on_success(self) -> None:
+        if self._failures:
+            log.info("Redis read model reachable again after %d failed attempts", self._failures)
+        self._failures = 0
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._retry_loop(), name="readmodel-retry")
+
+    def _backoff(self) -> float:
+        """Exponential backoff with jitter (half fixed, half random) so restarted workers do not stampede."""
+        if self._failures == 0:
+            return 0.0
+        ceiling = min(self._retry_max, self._retry_base * 2 ** (self._failures - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def _retry_loop(self) -> None:
+        """Background task: flush the pending map and run restart resyncs until both are done; repeat."""
+        while True:
+            await self._wake.wait()
+            if not self.pending and not self._resync_needed and not self._restart_check_needed:
+                self._wake.clear()
+                continue
+            await asyncio.sleep(self._backoff())
+            try:
+                await self._drain()
+                await self._check_restart()
+            except _TRANSIENT as exc:
+                self._on_failure(exc)
+
+    async def _drain(self) -> None:
+        """Write the pending maps (records, then ledger entries) in chunks; an entry leaves only if it was
+        not replaced meanwhile (a ledger entry is never replaced: equal key, equal write)."""
+        await self._drain_map(self._pending, self._send, self._merge)
+        await self._drain_map(self._pending_changes, self._send_changes, self._merge_changes)
+
+    async def _drain_map(
+        self,
+        pending: dict[Any, T],
+        send: Callable[[Sequence[T]], Awaitable[list[T]]],
+        merge: Callable[[Iterable[T]], None],
+    ) -> None:
+        while pending:
+            batch = list(pending.items())[: self._batch_size]
+            retry = await send([item for _, item in batch])
+            for key, item in batch:
+                if pending.get(key) is item:
+                    del pending[key]
+            if retry:
+                merge(retry)
+                raise RedisError(f"{len(retry)} read-model writes refused with a retryable reply")
+            REDIS_PENDING.set(self.pending)
+
+    async def _check_restart(self) -> None:
+        """After recovery: if Redis is a different server run (restarted, maybe empty), resync from state."""
+        run_id = await self._server_run_id()
+        if run_id != self._run_id:
+            if self._run_id is not None:
+                log.warning("Redis restarted (run_id %s -> %s): resync from worker state", self._run_id, run_id)
+            self._resync_needed = self._resync_source is not None
+        if self._resync_needed and self._resync_source is not None:
+            result = await self.resync(self._resync_source())
+            log.info("read model resynced: %s", result)
+            self.overflowed = False
+        self._resync_needed = False
+        self._restart_check_needed = False
+        self._run_id = run_id
+
+    async def _server_run_id(self) -> str | None:
+        info = await self._client.info("server")
+        return str(info.get("run_id")) if info else None

@@ -1,0 +1,102 @@
+"""Typed settings from environment variables: the one settings class of tierstream.
+
+Every variable is ``TIERSTREAM_<FIELD>`` (upper case), except ``REDIS_URL`` which also answers to its
+conventional name. Values are validated at start-up; a bad value stops the process with the variable's
+name and the reason. The object is frozen: code never mutates configuration at run time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All configuration of workers, the API and the tools. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", frozen=True, extra="ignore")
+
+    # --- broker and topics
+    broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), faust style.")
+    topic_prefix: str = Field("tierstream.", description="Prefix of every topic name.")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of every topic (must be equal).")
+    replication_factor: int = Field(1, ge=1, description="Replication of topics the worker creates.")
+    embedded_broker: bool = Field(
+        False,
+        description="Turn on the work-around for the embedded Tansu broker's wrong end offsets "
+        "(one record per producer batch).",
+    )
+    embedded_offset_correction: bool = Field(
+        False,
+        description="Experimental, embedded broker only: correct end offsets on recovery instead of one record "
+        "per producer batch (faster; the kill -9 test does not pass reliably with it yet).",
+    )
+    # --- worker
+    app_id: str = Field("tierstream", description="Consumer group and changelog name prefix.")
+    instance_id: str | None = Field(
+        None,
+        description="Static group membership id (e.g. the StatefulSet pod name): a restart within the "
+        "session timeout gets its partitions back without a rebalance.",
+    )
+    store: str = Field("rocksdb://", description="Table store: rocksdb:// (persistent) or memory://.")
+    data_dir: Path = Field(Path("var/worker"), description="Directory for table stores.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Worker web port (/metrics, health).")
+    web_host: str = Field("127.0.0.1", description="Worker web bind address.")
+    policies: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("five_tier",),
+        description="Comma-separated policy files or preset names the worker scores with.",
+    )
+    shadow_policies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated policy files scored in shadow next to the live policy of the same id: "
+        "differences are counted in metrics, nothing is emitted.",
+    )
+    max_future_skew_seconds: float = Field(
+        300.0, ge=0, description="Events this far in the future (vs. wall clock) are invalid."
+    )
+    lateness_horizon_days: int | None = Field(
+        None, ge=1, description="Events older than this are too late; default: longest policy window."
+    )
+    batch_max: int = Field(1000, ge=1, description="Records processed per batch at most.")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms)."
+    )
+    batch_wait_seconds: float = Field(0.05, gt=0, description="How long a batch waits to fill.")
+    session_timeout_seconds: float = Field(
+        6.0, gt=0, description="Consumer session timeout; group join takes about half of it."
+    )
+    heartbeat_interval_seconds: float = Field(1.0, gt=0, description="Consumer heartbeat interval.")
+    # --- redis read model
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("TIERSTREAM_REDIS_URL", "REDIS_URL"),
+        description="Redis holding the support-routing read model.",
+    )
+    redis_prefix: str = Field("ts:", description="Prefix of every Redis key.")
+    # --- http api
+    api_host: str = Field("127.0.0.1", description="API bind address.")
+    api_port: int = Field(8080, ge=0, le=65535, description="API port.")
+    api_read_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated bearer tokens with read scope."
+    )
+    api_admin_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated bearer tokens with admin scope (admin implies read)."
+    )
+    log_level: str = Field("info", description="Log level of tierstream's own loggers.")
+
+    @field_validator("policies", "shadow_policies", "api_read_tokens", "api_admin_tokens", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
