@@ -9,6 +9,8 @@ Public API::
       .assess(states, at=None) -> Migration      # stored tiers vs the new version (scoring.whatif)
       .guard(migration, max_share, force)        # scoring.whatif.rollout_guard
       .tiers_removed / .tiers_added
+    plan_rollout(entries, policies, max_share, force) -> RolloutPlan
+                                                 # whom a worker re-scores, and the guard's verdict per policy
     RateLimiter(rate_per_s, burst)               # token bucket; .take(n, now) / .take_up_to(n, now) / .wait(n, now)
     shadow_diff(live, shadow) -> ShadowDiff | None    # metric labels when a shadow decision differs
     pair_shadows(live_policies, shadow_policies)      # which live policy each shadow policy shadows
@@ -99,6 +101,55 @@ class PolicyChange:
     def guard(assessed: Migration, max_share: float, force: bool) -> tuple[bool, str]:
         """:func:`scoring.whatif.rollout_guard`: ``(ok, reason)``."""
         return rollout_guard(assessed, max_share, force)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPlan:
+    """What a worker does about the policy versions it runs, over the customers of its partitions.
+
+    ``queue``: ``(partition, customer_id)`` of every customer with a record of another version of some
+    loaded policy, sorted (deterministic order, partition by partition). ``assessments``: per policy id
+    with such customers, their stored tiers against the new version's scored tiers (each at its own
+    evaluation time). ``verdicts``: per assessed policy, the guard's ``(ok, reason)``.
+    Invariant: a policy is in ``verdicts`` iff it is in ``assessments`` iff one of its records is stale.
+    """
+
+    queue: tuple[tuple[int, str], ...]
+    assessments: dict[str, Migration]
+    verdicts: dict[str, tuple[bool, str]]
+
+    @property
+    def ok(self) -> bool:
+        """True when every changed policy passed the guard (or nothing changed)."""
+        return all(ok for ok, _ in self.verdicts.values())
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Policy id -> the guard's reason, for every policy the guard refused."""
+        return {pid: reason for pid, (ok, reason) in self.verdicts.items() if not ok}
+
+
+def plan_rollout(
+    entries: Iterable[tuple[int, CustomerState]],
+    policies: Sequence[CompiledPolicy],
+    max_share: float,
+    force: bool,
+) -> RolloutPlan:
+    """Plan the re-score after policy version changes: ``entries`` are ``(partition, state)`` of every
+    stored customer in scope (consumed once), ``policies`` the loaded (new) versions. The guard
+    (:func:`scoring.whatif.rollout_guard`) runs per policy over the customers that policy would re-score,
+    so a harmless change of one policy is not refused for another's sake, and vice versa."""
+    stale: dict[str, list[CustomerState]] = {p.id: [] for p in policies}
+    queue: set[tuple[int, str]] = set()
+    for partition, state in entries:
+        for policy in policies:
+            if needs_rescore(state, policy):
+                stale[policy.id].append(state)
+                queue.add((partition, state.customer_id))
+    by_id = {p.id: p for p in policies}
+    assessments = {pid: migration(states, by_id[pid]) for pid, states in stale.items() if states}
+    verdicts = {pid: rollout_guard(m, max_share, force) for pid, m in assessments.items()}
+    return RolloutPlan(tuple(sorted(queue)), assessments, verdicts)
 
 
 class RateLimiter:

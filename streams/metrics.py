@@ -41,6 +41,44 @@ ARRIVAL_TO_EMIT = Histogram(
     "From a record's broker timestamp to its tier change being handed to the producer.",
     buckets=_FAST_BUCKETS,
 )
+ROLLOUT_BLOCKED = Gauge(
+    "tierstream_rollout_blocked",
+    "1 while this worker refuses to roll out the policy version it runs (guard: too many customers would "
+    "change tier; the worker processes nothing until forced or given another version).",
+    ["policy", "version"],
+)
+ROLLOUT_CHANGING_SHARE = Gauge(
+    "tierstream_rollout_changing_share",
+    "Share of this worker's stored customers of another version that the loaded version would move to "
+    "another tier (the rollout guard's measure), at the last assignment.",
+    ["policy", "version"],
+)
+ROLLOUT_QUEUE = Gauge(
+    "tierstream_rollout_queue_customers",
+    "Customers this worker still has to re-score after a policy version change (rate-limited).",
+)
+ROLLOUT_RESCORED = Counter(
+    "tierstream_rollout_rescored_total",
+    "Customers re-scored after a policy version change (cause policy_change).",
+)
+RECORDS_HELD_BACK = Counter(
+    "tierstream_input_records_held_back_total",
+    "Input records not applied because they were re-deliveries or came after skipped records (the "
+    "consumer seeks back; streams.offsets).",
+)
+INPUT_RESEEKS = Counter(
+    "tierstream_input_reseeks_total",
+    "Times the consumer skipped input records and was sought back to them (streams.offsets).",
+)
+INPUT_GAPS_ACCEPTED = Counter(
+    "tierstream_input_gaps_accepted_total",
+    "Holes in input partitions accepted as real after seeking back (transaction markers, retention).",
+)
+STALE_BATCHES = Counter(
+    "tierstream_stale_batches_total",
+    "Batches discarded unapplied and unacked because they hold records of an older consumer generation "
+    "or arrived while a rebalance suspended flow (re-delivered from the committed offset).",
+)
 BATCH_SECONDS = Histogram(
     "tierstream_batch_process_seconds",
     "Wall time to process one batch of records (validate, fold, score, emit, write Redis).",

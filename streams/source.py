@@ -10,7 +10,10 @@ event, and :func:`batches` drains that queue in lists. Everything Faust guarante
   the batch's effects, and only acked offsets are committed (after a producer flush);
 - **partition ownership**: on revocation Faust suspends flow control and clears every managed queue
   (this one included), so unprocessed records of revoked partitions are dropped, never acked, and
-  re-delivered to the new owner; ``wait_empty`` waits for the batch in flight to be acked;
+  re-delivered to the new owner. Faust's ``wait_empty`` does not see our batches (the messages are not
+  tracked as in-flight events), so the worker applies Faust's own staleness rule to each batch: a
+  message of an older consumer generation, or any message while flow control is suspended, is neither
+  applied nor acked (:meth:`streams.worker.Worker.epoch`);
 - **recovery**: the consumer does not fetch a partition until its table has recovered.
 """
 
@@ -40,7 +43,8 @@ class RawSource(faust.Topic):
 
 async def batches(source: RawSource, max_records: int, max_wait: float) -> AsyncIterator[list[Message]]:
     """Lists of up to ``max_records`` messages: the first one awaited, the rest taken while they are
-    already queued or arrive within ``max_wait`` seconds of the first."""
+    already queued or arrive within ``max_wait`` seconds of the first. A list may straddle a rebalance:
+    the worker checks each message's ``generation_id`` before applying anything."""
     queue = source.queue
     get_nowait = queue.get_nowait
     empty = asyncio.QueueEmpty

@@ -22,6 +22,7 @@ from scoring.timers import continuous_thresholds
 from streams import metrics
 from streams.app import create_app
 from streams.batch import BatchProcessor
+from streams.rollout import Rollout
 from streams.source import RawSource, ack_all, batches
 from streams.topics import Topics
 from streams.worker import Worker
@@ -70,6 +71,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     )
     writer = ReadModelWriter.from_settings(settings)
     worker = Worker(app, processor, topics, writer)
+    rollout = Rollout(worker, settings)
     source = RawSource(app, topics=topics.all_consumed(), key_serializer="raw", value_serializer="raw",
                        maxsize=4 * settings.batch_max)
     app.topics.add(source)  # subscribe: the conductor delivers its partitions' messages to source.queue
@@ -78,8 +80,11 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     async def _process() -> None:
         try:
             async for messages in batches(source, settings.batch_max, settings.batch_wait_seconds):
-                await worker.handle(messages)
-                ack_all(messages, app.consumer)
+                applied = await worker.handle(messages)
+                # Not acked when a rebalance began meanwhile: Faust has forgotten the partitions' acks,
+                # and the records come again to the partition's next owner (streams.worker.Worker.epoch).
+                if applied and worker.current(messages[0].generation_id):
+                    ack_all(applied, app.consumer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -94,6 +99,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.on_partitions_assigned.connect
     async def _assigned(sender: faust.App, assigned: set, **_: object) -> None:  # type: ignore[type-arg]
         metrics.REBALANCES.inc()
+        worker.gate.clear()  # until this assignment's rollout is planned (streams.rollout)
         worker.assign({tp.partition for tp in assigned if tp.topic in input_topics})
 
     @app.on_rebalance_complete.connect
@@ -105,7 +111,14 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         state["recount"] = asyncio.ensure_future(_recover_schedule())
 
     async def _recover_schedule() -> None:
-        schedule = await worker.gauges.recount(list(app.state_table.data.items()))
+        items = list(app.state_table.data.items())
+        try:
+            await rollout.after_rebalance(items)
+        except Exception:
+            # The gate stays shut: better a paused worker (alert on lag) than one deciding with an
+            # unchecked policy version.
+            log.exception("planning the policy rollout failed")
+        schedule = await worker.gauges.recount(items)
         async with worker.lock:
             for partition, customer_id, at, due in schedule:
                 if partition in worker.owned:
@@ -117,6 +130,11 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     async def _decay() -> None:
         if not app.should_stop:  # the producer may already be stopping
             await worker.run_due()
+
+    @app.timer(interval=0.25)
+    async def _rollout() -> None:
+        if not app.should_stop:
+            await rollout.step()
 
     @app.task
     async def _started() -> None:
@@ -157,6 +175,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
 
     @app.page("/readyz")
     async def _readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        if rollout.refused:
+            return web.json({"ready": False, "rollout_refused": rollout.refused}, status=503)
         ready = bool(state["ready"]) and not app.rebalancing
         return web.json({"ready": ready}, status=200 if ready else 503)
 
@@ -165,4 +185,5 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     _initialize_series(policies)
     setup_prometheus_sensors(app)
     app.tierstream_writer = writer  # type: ignore[attr-defined]
+    app.tierstream_rollout = rollout  # type: ignore[attr-defined]
     return app, worker

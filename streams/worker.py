@@ -33,6 +33,7 @@ from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
+from streams.offsets import OffsetGuard
 from streams.topics import Topics
 from tierstream.readmodel.writer import ReadModelWriter
 
@@ -90,6 +91,10 @@ class Worker:
         self._partition_events = {p: PartitionEvent(p) for p in range(processor.partitions)}
         # One batch or decay run at a time: both read-modify-write customer state across an await.
         self.lock = asyncio.Lock()
+        # Batches and decay wait for this: set once the current assignment's policy rollout is planned and
+        # allowed (streams.rollout.Rollout.after_rebalance); cleared at every assignment.
+        self.gate = asyncio.Event()
+        self.offsets = OffsetGuard()
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.tier_changes = app.topic(topics.tier_changes, **raw)
         self.dead_letters = app.topic(topics.dead_letters, **raw)
@@ -102,11 +107,77 @@ class Worker:
         # (deploy/); the embedded broker accepts the setting but never compacts (BROKER-NOTES.md).
         self.snapshot = app.topic(topics.customer_tiers, config={"cleanup.policy": "compact"}, **raw)
 
-    async def handle(self, messages: Sequence[Message]) -> Outbox:
-        """Process one batch of messages end to end; returns the Outbox. The caller acks the messages after
-        this returns. Customers the batch made due are re-scored by :meth:`run_due` (a 1 s timer)."""
+    def epoch(self) -> int | None:
+        """The consumer generation whose records may be applied now, or ``None`` while none may.
+
+        Faust's own rule for stale records (``faust.streams.Stream``): a record is skipped when flow
+        control is suspended (from the start of a revocation until the new assignment has recovered) or
+        its ``generation_id`` is not the app's current consumer generation. Faust's ``wait_empty`` does
+        not see our batches, so we apply the rule ourselves: on revocation Faust's RocksDB store drops the
+        partition's database and its consumer forgets the partition's acks, so a batch or decay run of an
+        older generation must neither write state (it could put a stale or empty customer into the
+        changelog the new owner recovers from) nor ack. Its records are re-delivered from the committed
+        offset after the new assignment (to this worker or another), and de-duplication absorbs what was
+        applied already. Regression: a worker joining and leaving mid-stream lost events (CI run of
+        test_scale_out).
+
+        A stopping worker applies nothing either: Faust's revocation on shutdown returns at once without
+        suspending flow, so queued records would otherwise still be applied after the group has handed
+        the partitions over, and their late changelog records would overwrite the new owner's (measured:
+        one customer's login lost in the scale-out test, the stopping worker's write landing last)."""
+        app = self.app
+        if app.should_stop or not app.flow_control.is_active():
+            return None
+        return app.consumer_generation_id
+
+    def current(self, epoch: int | None) -> bool:
+        """Whether records of generation ``epoch`` may still be applied and acked."""
+        return epoch is not None and epoch == self.epoch()
+
+    async def handle(self, messages: Sequence[Message]) -> list[Message] | None:
+        """Process one batch of messages end to end; returns the messages the caller may ack once this
+        returns (if ``current(generation)`` still holds), or ``None`` when the batch holds records of an
+        older consumer generation (or flow control is suspended): then nothing was applied.
+
+        Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
+        OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
+        consumer is sought back to fetch the hole. Customers the batch made due are re-scored by
+        :meth:`run_due` (a 1 s timer)."""
+        # Closed from an assignment until its rollout plan passed the guard (streams.rollout); a batch
+        # that waits here across a rebalance is stale when it gets through, and dropped below.
+        await self.gate.wait()
         async with self.lock:
-            return await self._handle(messages)
+            epoch = self.epoch()
+            if epoch is None or any(m.generation_id != epoch for m in messages):
+                metrics.STALE_BATCHES.inc()
+                return None
+            consumer = self.app.consumer
+            admission = self.offsets.admit(messages, epoch, consumer._committed_offset.get)
+            # From here to the state writes nothing awaits: a rebalance cannot begin in between.
+            if admission.admitted:
+                await self._handle(admission.admitted)
+            if admission.dropped:
+                metrics.RECORDS_HELD_BACK.inc(admission.dropped)
+            await self._realign(consumer, admission.reseek, admission.accepted_gaps)
+            return admission.admitted
+
+    async def _realign(
+        self, consumer: object, reseek: Mapping[object, int], gaps: Mapping[object, tuple[int, int]]
+    ) -> None:
+        """Seek partitions back to their first skipped offset; hand holes accepted as real to Faust's
+        commit bookkeeping (``streams.faust_patches.disable_gap_commits`` keeps the original)."""
+        for tp, offset in reseek.items():
+            metrics.INPUT_RESEEKS.inc()
+            log.warning("input records were skipped: seeking back",
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset})  # type: ignore[attr-defined]
+            try:
+                await consumer.seek(tp, offset)  # type: ignore[attr-defined]
+            except Exception:
+                # revoked meanwhile (the next owner starts from the commit) or consumer stopping
+                log.exception("seeking back failed", extra={"partition": tp.partition})  # type: ignore[attr-defined]
+        for tp, (first_missing, first_present) in gaps.items():
+            metrics.INPUT_GAPS_ACCEPTED.inc()
+            await consumer._tierstream_add_gap(tp, first_missing, first_present - 1)  # type: ignore[attr-defined]
 
     async def run_due(self) -> None:
         """Re-score customers whose due time the decay clock has passed (called by a timer too, so a
@@ -147,7 +218,7 @@ class Worker:
         if out.read_model:
             await self.writer.write(out.read_model)
         await self.writer.write_changes(out.tier_changes)
-        self._schedule(out)
+        self.schedule(out)
         self.gauges.on_batch(out, sizes, out.moves)
         self.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in messages})
         self._observe(out, messages, now, started)
@@ -198,7 +269,8 @@ class Worker:
 
         return load
 
-    def _schedule(self, out: Outbox) -> None:
+    def schedule(self, out: Outbox) -> None:
+        """Advance owned partitions' decay clocks and schedule the due times ``out`` carries."""
         for partition, mark in out.watermarks.items():
             if partition in self.owned and (partition not in self.watermarks or mark > self.watermarks[partition]):
                 self.watermarks[partition] = mark
@@ -214,7 +286,9 @@ class Worker:
         All rounds are decided in memory (a customer due again before the clock reads the state the
         previous round produced), then carried out together: one flush, one set of state writes, one
         Redis write, however many customers were due."""
-        table = self.table
+        epoch = self.epoch()
+        if epoch is None or not self.gate.is_set():
+            return  # rebalancing, or a policy rollout is being planned or was refused
         sizes: dict[str, int] = {}
         stored = self._loader(sizes, self._partition_events)
         decided: dict[str, tuple[int, bytes]] = {}
@@ -232,21 +306,52 @@ class Worker:
                 break
             out = self.processor.decay(due, load, now)
             decided.update(out.state_writes)
-            self._schedule(out)
+            self.schedule(out)
             total.merge(out)
-        if not decided:
-            return
-        if self._emit(total):
+        if decided:
+            total.state_writes = decided
+            await self.carry_out(total, sizes, epoch)
+
+    async def carry_out(
+        self, out: Outbox, sizes: Mapping[str, int], epoch: int, then: Callable[[], None] | None = None
+    ) -> bool:
+        """Carry out decisions taken from stored state (decay, policy rollout), output first: emit, flush,
+        then, if generation ``epoch`` is still current, write the states (and call ``then``, in the same
+        synchronous step), gauges and the read model. Returns whether the states were written.
+
+        Output first is what makes these re-runnable: the decision is a pure function of the stored state,
+        so if we crash (or lose the partition) before the state write, the partition's owner decides again
+        and emits the identical changes (same sequence, same change_id)."""
+        if self._emit(out):
             await self.app.producer.flush()
-        for customer_id, (partition, data) in decided.items():
-            if partition in self.owned:  # revoked while we awaited: the new owner re-runs it
+        if not self.current(epoch):
+            return False  # a rebalance began while we awaited: the partitions' owners re-run these
+        table = self.table
+        for customer_id, (partition, data) in out.state_writes.items():
+            if partition in self.owned:
                 with event_context(self._partition_events[partition]):
                     table[customer_id.encode()] = data
-        total.state_writes = decided
-        self.gauges.on_batch(total, sizes, total.moves)
-        if total.read_model:
-            await self.writer.write(total.read_model)
-        await self.writer.write_changes(total.tier_changes)
+        if then is not None:
+            then()
+        self.gauges.on_batch(out, sizes, out.moves)
+        if out.read_model:
+            await self.writer.write(out.read_model)
+        await self.writer.write_changes(out.tier_changes)
+        return True
+
+    def load(self, customer_id: str, partition: int, sizes: dict[str, int]) -> bytes | None:
+        """A customer's stored state from its partition's store (records its size in ``sizes``)."""
+        return self._loader(sizes, self._partition_events)(customer_id, partition)
+
+    def write_in(self, partition: int, table: faust.Table, key: bytes, value: bytes) -> None:  # type: ignore[type-arg]
+        """Write ``key`` of ``table`` in ``partition``'s store and changelog partition."""
+        with event_context(self._partition_events[partition]):
+            table[key] = value
+
+    def read_in(self, partition: int, table: faust.Table, key: bytes) -> bytes | None:  # type: ignore[type-arg]
+        """Read ``key`` of ``table`` from ``partition``'s store."""
+        with event_context(self._partition_events[partition]):
+            return table.get(key)
 
     def assign(self, partitions: set[int]) -> None:
         """Partitions now owned: forget the decay schedule and clock of the others."""
@@ -269,3 +374,5 @@ class Worker:
             metrics.ARRIVAL_TO_EMIT.observe(max(0.0, wall - oldest))
         metrics.LAST_EVENT_TIMESTAMP.set(wall)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+

@@ -55,6 +55,18 @@ class Settings(BaseSettings):
         description="Comma-separated policy files scored in shadow next to the live policy of the same id: "
         "differences are counted in metrics, nothing is emitted.",
     )
+    rollout_max_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Policy rollout guard: refuse a new policy version (pause the worker, alert) when more "
+        "than this share of its stored customers would change tier.",
+    )
+    rollout_force: bool = Field(False, description="Roll a new policy version out whatever share would change.")
+    rollout_rate: float = Field(
+        200.0, gt=0, description="Customers re-scored per second per worker after a policy version change."
+    )
+    rollout_burst: int = Field(200, ge=1, description="Re-scores allowed at once (token bucket size).")
     max_future_skew_seconds: float = Field(
         300.0, ge=0, description="Events this far in the future (vs. wall clock) are invalid."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,14 +16,16 @@ from scoring.rollout import (
     ShadowDiff,
     needs_rescore,
     pair_shadows,
+    plan_rollout,
     shadow_diff,
 )
+from schemas.events import EVENT_ADAPTER
 from scoring.state import CustomerState
 
 FEATURE = "assess.growth_potential"
 
 
-def policy(version: int, tiers: str = "[gold, silver, bronze]", pid: str = "demo", gold: int = 80) -> CompiledPolicy:
+def policy(version: int, tiers: str = "[gold, silver, bronze]", pid: str = "demo", gold: float = 80) -> CompiledPolicy:
     names = tiers.strip("[]").split(", ")
     return parse_policy(textwrap.dedent(f"""
         id: {pid}
@@ -71,7 +74,7 @@ def test_rescore_every_stored_record_of_another_version() -> None:
 
 
 def test_assess_and_guard_compare_stored_tiers_with_the_new_version() -> None:
-    change = PolicyChange.plan(policy(1), policy(2, gold=95))
+    change = PolicyChange.plan(policy(1), policy(2, gold=9.5))
     # all hold gold; no events: evaluated at their bookkeeping time, growth_potential missing -> bronze
     ss = [stored(c, 1) for c in "abcd"]
     m = change.assess(ss)
@@ -161,3 +164,35 @@ def test_module_is_pure() -> None:
         text = open(module.__file__, encoding="utf-8").read()  # noqa: SIM115
         assert not any(f"import {x}" in text or f"from {x}" in text
                        for x in ("faust", "kafka", "redis", "streams", "tierstream"))
+
+
+# ---------------------------------------------------------------------- the worker's plan (plan_rollout)
+def assessed(cid: str, pv: int, growth: float, tier: str = "gold") -> CustomerState:
+    """A customer stored by version ``pv`` as ``tier``, whose growth assessment scores ``growth``."""
+    s = stored(cid, pv, tier)
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    event = EVENT_ADAPTER.validate_python({
+        "type": "profile", "event_id": f"p-{cid}", "customer_id": cid, "occurred_at": at.isoformat(),
+        "assessments": {"growth_potential": growth}})
+    assert s.apply(event, s.horizon_start(timedelta(days=400), at)) == "applied"
+    return s
+
+
+def test_worker_plan_queues_stale_records_in_partition_order_and_guards_each_policy() -> None:
+    # v2's score is the growth assessment (0-10); gold when >= 9.5, else bronze. All held gold under v1:
+    # a (9.9) stays gold; b (9.0) and c (8.5) fall to bronze; d is already on v2.
+    entries = [(1, assessed("c", 1, 8.5)), (0, assessed("b", 1, 9.0)), (0, assessed("a", 1, 9.9)),
+               (1, assessed("d", 2, 1.0, "bronze"))]
+    plan = plan_rollout(entries, [policy(2, gold=9.5)], max_share=0.5, force=False)
+    assert plan.queue == ((0, "a"), (0, "b"), (1, "c"))  # d is done; sorted by partition, then id
+    m = plan.assessments["demo"]
+    assert (m.compared, m.changed, m.count("gold", "bronze"), m.count("gold", "gold")) == (3, 2, 2, 1)
+    # 2 of 3 (66.7 %) would change: above 50 %, refused; forced, allowed; within 70 %, allowed
+    assert not plan.ok and "2 of 3" in plan.refused["demo"] and "refusing" in plan.refused["demo"]
+    assert plan_rollout(entries, [policy(2, gold=9.5)], 0.5, force=True).ok
+    assert plan_rollout(entries, [policy(2, gold=9.5)], 0.7, force=False).ok
+
+
+def test_worker_plan_with_nothing_stale_is_empty_and_ok() -> None:
+    plan = plan_rollout([(0, assessed("a", 2, 9.9))], [policy(2)], max_share=0.0, force=False)
+    assert plan.queue == () and plan.assessments == {} and plan.verdicts == {} and plan.ok
