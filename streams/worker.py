@@ -150,6 +150,9 @@ class Worker:
             epoch = self.epoch()
             if epoch is None or any(m.generation_id != epoch for m in messages):
                 metrics.STALE_BATCHES.inc()
+                log.info("batch of an earlier consumer generation dropped (re-delivered from the commit)",
+                         extra={"records": len(messages), "generation": messages[0].generation_id,
+                                "current": epoch})
                 return None
             consumer = self.app.consumer
             admission = self.offsets.admit(messages, epoch, consumer._committed_offset.get)

@@ -123,6 +123,17 @@ QUIET_ALERTS: dict[str, Quiet] = {
     "TierstreamApprovalsPilingUp": Quiet(
         "no proposal stays open for long in a 30 s stream", ("sum by (policy) (tierstream_pending_approvals)",)
     ),
+    "TierstreamRolloutRefused": Quiet(
+        "the worker runs the policy version it has always run",
+        ("max by (policy, version) (tierstream_rollout_blocked)",),
+    ),
+    "TierstreamInputRecordsSkipped": Quiet(
+        "one worker, no rebalance mid-stream: nothing is skipped",
+        (
+            "sum(increase(tierstream_input_reseeks_total[1h]))",
+            "sum(increase(tierstream_input_gaps_accepted_total[1h]))",
+        ),
+    ),
     "TierstreamApiDown": Quiet("the API is up and scraped", ('up{job="tierstream-api"}',)),
     "TierstreamApiErrorRatioHigh": Quiet(
         "the API answers no 5xx (asserted from the driver's side too)",

@@ -140,7 +140,12 @@ def test_new_version_is_guarded_then_rolled_out_rate_limited_once(stack, make_wo
     assert {cid: r["policy_version"] for cid, r in final.items()} == dict.fromkeys(CUSTOMERS, 2)
     assert {cid: r["tier"] for cid, r in final.items()} == {
         cid: ("bronze" if cid in MOVERS else t) for cid, t in v1_tiers.items()}
-    assert scrape(c, "tierstream_events_consumed_total") >= 1.0  # the event that waited during the refusal
+    # the event that waited during the refusal is applied now
+    try:
+        wait_for(lambda: scrape(c, "tierstream_events_consumed_total") >= 1.0, timeout=30, what="r01's event")
+    except AssertionError:
+        print(b.log()[-4000:], "\n=====\n", c.log()[-6000:])
+        raise
     c.stop()
 
     # --- a later worker (fresh state directory: markers restored from the changelog) does not repeat it
