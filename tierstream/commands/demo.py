@@ -141,11 +141,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"streaming {len(events)} events of {args.customers} customers over {args.duration:.0f}s "
               "(two years of event time) ...", flush=True)
         prod = producer(stack.broker_url)
-        t0 = time.monotonic()
+        t0 = producing_since = time.monotonic()
         sent = 0
         for i, event in enumerate(events):
             if interrupted.is_set():
                 break
+            if i and i % BACKPRESSURE_EVERY == 0:
+                t0 += wait_for_worker(web_port, sent, interrupted)
             due = t0 + args.duration * 0.85 * i / max(1, len(events))
             delay = due - time.monotonic()
             if delay > 0:
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             prod.send(topic, key=key, value=raw)
             sent += 1
         prod.flush()
-        produce_seconds = time.monotonic() - t0
+        produce_seconds = time.monotonic() - producing_since
         # let the worker drain what is in flight
         drain_deadline = time.monotonic() + max(5.0, args.duration * 0.15)
         while time.monotonic() < drain_deadline and not interrupted.is_set():
@@ -183,6 +185,27 @@ def run(args: argparse.Namespace) -> int:
         stack.stop()
 
 
+#: The producer checks the worker's progress every this many events ...
+BACKPRESSURE_EVERY = 500
+#: ... and waits while the worker is more than this many events behind. The demo squeezes two years of
+#: event time into a minute, so a backlog of a few seconds is weeks of event time, and the five input
+#: topics drain at different speeds under a backlog: logins would arrive months behind the customer's
+#: orders and be dead-lettered as too late. On a real stream event time moves with wall time.
+MAX_BACKLOG = 2000
+
+
+def wait_for_worker(web_port: int, sent: int, interrupted: threading.Event) -> float:
+    """Block while the worker is more than :data:`MAX_BACKLOG` events behind ``sent``; returns the
+    seconds waited (the caller shifts its pacing by them)."""
+    started = time.monotonic()
+    while not interrupted.is_set():
+        done = sum(v for k, v in scrape(web_port).items() if k.startswith("tierstream_events_consumed_total"))
+        if sent - done <= MAX_BACKLOG:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def summary(m: dict[str, float], watcher: ChangeWatcher, sent: int, seconds: float) -> None:
     """Print the end-of-run summary."""
 
@@ -197,6 +220,10 @@ def summary(m: dict[str, float], watcher: ChangeWatcher, sent: int, seconds: flo
     print(f"  events produced     {sent}  ({sent / max(seconds, 1e-9):.0f}/s)")
     print(f"  events processed    {consumed:.0f}  (duplicates ignored {dups:.0f})")
     print(f"  dead-lettered       {dead:.0f}")
+    for key, n in sorted(m.items()):
+        if key.startswith("tierstream_dead_letters_total{") and n:
+            reason = key.partition('reason="')[2].partition('"')[0]
+            print(f"    {reason:<18}{n:.0f}")
     print(f"  upgrades            {watcher.directions['up']}")
     print(f"  downgrades          {watcher.directions['down']}")
     print(f"  first assignments   {watcher.directions['new']}")
