@@ -109,6 +109,8 @@ def add_months(ts: datetime, months: int) -> datetime:
     """``ts`` shifted by whole calendar months, day clamped to the target month's length."""
     index = ts.year * 12 + ts.month - 1 + months
     year, m0 = divmod(index, 12)
+    if ts.day <= 28:  # every month has the day: no clamping (the common case, and hot: months as customer)
+        return ts.replace(year=year, month=m0 + 1)
     nxt_year, nxt_m0 = divmod(index + 1, 12)
     last_day = (datetime(nxt_year, nxt_m0 + 1, 1) - timedelta(days=1)).day
     return ts.replace(year=year, month=m0 + 1, day=min(ts.day, last_day))

@@ -186,6 +186,8 @@ class DayRecords:
 
     def evict(self, floor_day: int) -> None:
         """Forget every record of a day before ``floor_day`` (usually a few at the front: stepped over)."""
+        if self._raw is None and self.first_day() >= floor_day:  # type: ignore[operator]
+            return  # nothing to forget: stay encoded (a loaded state compacts every part once)
         raw = self.raw
         if not raw or int.from_bytes(raw[:DAY_BYTES], "big") >= floor_day:
             return

@@ -10,7 +10,9 @@ Cost: the order features share one integer pass over the state's order entries a
 money is converted to ``Decimal`` per name read); the other features are O(1) reads or a small scan of
 their own family; pattern names are parsed once per name (memoized). :func:`next_change` prunes every
 source to its first candidate after ``now`` (bit arithmetic on the activity mask, binary search of the
-login days) and reuses the state's cached view for ``months_as_customer``.
+login days) and reuses the state's cached view for ``months_as_customer``; given the *sources* of the
+features some policy reads (:func:`time_sources`), it skips the others entirely, so a stream that wakes
+customers at their next change wakes them only when a feature it uses can move.
 
 Window semantics: order and ticket windows are exact by timestamp, ``(now - W, now]``; activity and
 login windows (30/90 days) and ``paid_12m`` count whole UTC days, the N days ending on now's day.
@@ -20,7 +22,7 @@ Orders folded beyond the state's retention count in a window when their month st
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
@@ -95,6 +97,7 @@ _AVG_RE = re.compile(r"^avg_monthly_spend_([1-9][0-9]?)m$")
 _MONTHLY_RE = re.compile(r"^monthly_spend_(\d{4}-\d{2})$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _Q4 = Decimal("0.0001")
+_MISS = object()  # "not cached yet" (None is a valid cached value)
 _STATIC = frozenset(STATIC_FEATURES)
 
 
@@ -125,7 +128,7 @@ class FeatureView(Mapping[str, Any]):
     ``Decimal`` per name read), the others are O(1) reads or small scans of their own family.
     """
 
-    __slots__ = ("_cache", "_now", "_now_s", "_orders", "_state")
+    __slots__ = ("_cache", "_months", "_now", "_now_s", "_orders", "_state")
 
     def __init__(self, state: CustomerState, now: datetime) -> None:
         self._state = state
@@ -134,16 +137,27 @@ class FeatureView(Mapping[str, Any]):
         self._now_s = delta.days * DAY + delta.seconds  # to_seconds, inlined (one per view)
         self._cache: dict[str, Any] = {}
         self._orders: list | None = None
+        self._months: int | None = None  # whole months as customer (two features and next_change read it)
 
     # Mapping protocol ---------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
-        fn = _STATIC_FNS.get(name) or _dynamic(name)
-        value = fn(self)
-        self._cache[name] = value
+        value = self._cache.get(name, _MISS)  # a sentinel, not try/except: a first read must not raise
+        if value is _MISS:
+            fn = _READERS.get(name) or _dynamic(name)
+            value = self._cache[name] = fn(self)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """``Mapping.get`` (``default`` for an unknown name) without its extra call layer: policies read
+        every feature through ``get``."""
+        value = self._cache.get(name, _MISS)
+        if value is _MISS:
+            fn = _READERS.get(name) or _dynamic(name)
+            try:
+                value = fn(self)
+            except KeyError:
+                return default
+            self._cache[name] = value
         return value
 
     def __iter__(self) -> Iterator[str]:
@@ -264,8 +278,11 @@ class FeatureView(Mapping[str, Any]):
         return None if first is None else from_seconds(first)
 
     def _months_as_customer(self) -> int:
-        since = self._customer_since()
-        return 0 if since is None else whole_months_between(since, self._now)
+        months = self._months
+        if months is None:
+            since = self._customer_since()
+            months = self._months = 0 if since is None else whole_months_between(since, self._now)
+        return months
 
     def _avg_monthly(self, n: int) -> Decimal:
         current = month_of(self._now_s)
@@ -385,7 +402,7 @@ def _dynamic(name: str) -> Any:
                 return _unknown(name)
             fn = lambda v: units_to_decimal(v._state.pay_month.get(month, 0) * v._state.unit)  # noqa: E731
     if valid and len(_DYNAMIC) < _DYNAMIC_MAX:  # arbitrary invalid names must not grow the table
-        _DYNAMIC[name] = fn
+        _DYNAMIC[name] = _READERS[name] = fn
     return fn
 
 
@@ -444,6 +461,9 @@ _STATIC_FNS.update({
     "days_since_last_activity": lambda v: v._since(v._state.last_activity),
 })
 assert set(_STATIC_FNS) == set(STATIC_FEATURES)
+#: Every reader known so far: the static ones and the pattern names parsed (see _dynamic). A view's first
+#: read of a name is one lookup here (a policy set reads a fixed, small set of names).
+_READERS: dict[str, Any] = dict(_STATIC_FNS)
 
 
 def to_json_safe(value: Any) -> Any:
@@ -460,12 +480,67 @@ def features_json(view: Mapping[str, Any]) -> dict[str, Any]:
     return {name: to_json_safe(view[name]) for name in view}
 
 
-def next_change(state: CustomerState, now: datetime) -> datetime | None:
-    """See :meth:`scoring.state.CustomerState.next_change_at`; pure function of state and ``now``.
+#: What moves features with time alone, by *source* (the candidates :func:`next_change` schedules), and the
+#: features each source moves. A feature not listed under any source does not change with time alone
+#: (``days_since_*`` change continuously: scoring.timers schedules their threshold crossings instead).
+#: ``order_enter``: an order after ``now`` enters every order feature when ``now`` reaches it (customer
+#: since, hence months / years as customer, included); ``month_turn``: complete-month averages
+#: (``avg_monthly_spend_<N>m``, pattern names) shift at each month turn.
+SOURCE_FEATURES: dict[str, tuple[str, ...]] = {
+    "order_enter": ORDER_FEATURES,
+    "order_12m": (*(f"{k}_12m" for k in ("spend", "orders", "quantity", "margin")), "product_lines_12m"),
+    "order_36m": tuple(f"{k}_36m" for k in ("spend", "orders", "quantity", "margin")),
+    "active_30d": ("active_days_30d",),
+    "active_90d": ("active_days_90d",),
+    "logins_30d": ("logins_30d",),
+    "logins_90d": ("logins_90d",),
+    "paid_days": ("paid_12m",),
+    "failed_90d": ("failed_payments_90d",),
+    "overdue": ("overdue_amount",),
+    "tickets_90d": ("tickets_opened_90d", "complaints_90d", "severe_complaints_90d"),
+    "month_turn": (),  # avg_monthly_spend_<N>m (pattern names, matched in time_sources)
+    "anniversary": ("months_as_customer", "years_as_customer"),
+}
+ALL_SOURCES: frozenset[str] = frozenset(SOURCE_FEATURES)
+
+
+def time_sources(names: Iterable[str]) -> frozenset[str]:
+    """The sources of :data:`SOURCE_FEATURES` that can change any of the features ``names`` with time alone.
+
+    Input: feature names (e.g. the union of the loaded policies' ``features_used``). Output: a subset of
+    :data:`ALL_SOURCES`; every source when a name is not a known feature (conservative: an unknown name
+    might be time-dependent). Pass it to :func:`next_change` to schedule only wake-ups that can move a
+    feature some policy reads.
+    """
+    found: set[str] = set()
+    for name in names:
+        if name in _STATIC:
+            found.update(_SOURCES_OF.get(name, ()))
+        elif _AVG_RE.match(name) and is_feature_name(name):
+            found.add("month_turn")
+        elif not is_feature_name(name):
+            return ALL_SOURCES
+        # monthly_spend_<YYYY-MM>, attr.*, assess.*: values change only with events
+    return frozenset(found)
+
+
+_SOURCES_OF: dict[str, tuple[str, ...]] = {}
+for _source, _names in SOURCE_FEATURES.items():
+    for _name in _names:
+        _SOURCES_OF[_name] = (*_SOURCES_OF.get(_name, ()), _source)
+
+
+def next_change(state: CustomerState, now: datetime, sources: frozenset[str] = ALL_SOURCES) -> datetime | None:
+    """See :meth:`scoring.state.CustomerState.next_change_at`; pure function of state, ``now`` and ``sources``.
 
     Every source contributes increasing candidate instants (e.g. an order's time, +12 months, +36 months);
     only the first one after ``now`` can be the minimum, so each source costs a comparison or two, and the
     day-keyed sources (activity mask, login days) are found by bit arithmetic / binary search.
+
+    ``sources`` (a subset of :data:`ALL_SOURCES`, see :func:`time_sources`) limits the candidates to the
+    sources that move features someone reads: the result is then the earliest instant at which one of
+    *those* features changes, never earlier than with every source and never past a change of them
+    (each source's candidates are exactly the instants its features move).
     """
     if state.anchor is None:
         return None
@@ -473,24 +548,43 @@ def next_change(state: CustomerState, now: datetime) -> datetime | None:
     best = _NEVER
     base = state.base
     nb = n - base  # entry times are relative to the base
-    for entry in state.orders.d.values():
-        ts = entry[O_LAST] if len(entry) <= O_DTS else order_placed_at(entry)  # inlined common case
-        if ts is None:
-            continue
-        # an order "in the future" of now enters windows when now reaches it; then leaves 12m, then 36m
-        t = ts if ts > nb else ts + Y1 if ts + Y1 > nb else ts + Y3 if ts + Y3 > nb else None
-        if t is not None and t + base < best:
-            best = t + base
-    for row in state.folded_months:
-        start = month_start(row[0])
-        t = start + Y1 if start + Y1 > n else start + Y3 if start + Y3 > n else None
-        if t is not None and t < best:
-            best = t
+    o_enter = "order_enter" in sources
+    o_12 = "order_12m" in sources
+    o_36 = "order_36m" in sources
+    if o_enter or o_12 or o_36:
+        # the first window stage after now that moves a feature read: entering (all order features), leaving
+        # 12 months, leaving 36 months
+        for entry in state.orders.d.values():
+            ts = entry[O_LAST] if len(entry) <= O_DTS else order_placed_at(entry)  # inlined common case
+            if ts is None:
+                continue
+            # an order "in the future" of now enters windows when now reaches it; then leaves 12m, then 36m
+            if ts > nb and o_enter:
+                t = ts
+            elif o_12 and ts + Y1 > nb:
+                t = ts + Y1
+            elif o_36 and ts + Y3 > nb:
+                t = ts + Y3
+            else:
+                continue
+            if t + base < best:
+                best = t + base
+    if o_12 or o_36:
+        for row in state.folded_months:
+            start = month_start(row[0])
+            if o_12 and start + Y1 > n:
+                t = start + Y1
+            elif o_36 and start + Y3 > n:
+                t = start + Y3
+            else:
+                continue
+            if t < best:
+                best = t
     if state.active:
         # bit i = day anchor_day - i; it leaves the W-day window at (anchor_day - i + W) * DAY, which is after
         # now iff i < anchor_day + W - now_day; the soonest such exit is the highest such set bit
         anchor_day, today = state.anchor // DAY, n // DAY
-        for width in (30, 90):
+        for width in _widths(sources, "active_30d", "active_90d"):
             limit = anchor_day + width - today
             if limit > 0:
                 bits = state.active & ((1 << limit) - 1)
@@ -500,42 +594,61 @@ def next_change(state: CustomerState, now: datetime) -> datetime | None:
                         best = t
     if state.logins:
         today = n // DAY
-        for width in (30, 90):
+        for width in _widths(sources, "logins_30d", "logins_90d"):
             day = state.logins.first_day_from(today - width + 1)  # (day + W) * DAY > now
             if day is not None and (day + width) * DAY < best:
                 best = (day + width) * DAY
-    for day in state.pay_days():
-        t = day * DAY if day * DAY > n else (day + 365) * DAY if (day + 365) * DAY > n else None
-        if t is not None and t < best:
-            best = t
-    for e in state.pay_entries.d.values():
-        if len(e) <= P_FAILED_TS:
-            continue  # never failed (most payments): nothing scheduled
-        failed = pay_failed_at(e)
-        if failed is not None:
-            if failed + 90 * DAY > nb and failed + 90 * DAY + base < best:
-                best = failed + 90 * DAY + base
-            if not e[P_FLAGS] & (PAID | WRITTEN_OFF) and e[P_FLAGS] & FAILED:
-                due = pay_due_at(e) + 1  # overdue once due_at < now, i.e. just after due_at
-                if due > nb and due + base < best:
-                    best = due + base
-    for e in state.tickets.d.values():
-        opened = ticket_opened_at(e)
-        if opened is not None and opened + 90 * DAY > nb and opened + 90 * DAY + base < best:
-            best = opened + 90 * DAY + base
-    newest_month = state.pay_month_last()
-    if newest_month is not None:
-        # complete-month averages shift at every month turn while a paid month is within reach
-        current = month_of(n)
-        if newest_month >= current - MAX_AVG_MONTHS:
-            best = min(best, month_start(current + 1))  # always after now
-    since = state.features(now)._customer_since()  # type: ignore[attr-defined]
-    if since is not None:
-        months = whole_months_between(since, now)
-        t = to_seconds(add_months(since, months + 1))
-        if n < t < best:
-            best = t
+    if "paid_days" in sources:
+        for day in state.pay_days():
+            t = day * DAY if day * DAY > n else (day + 365) * DAY if (day + 365) * DAY > n else None
+            if t is not None and t < best:
+                best = t
+    failed_90d = "failed_90d" in sources
+    overdue = "overdue" in sources
+    if failed_90d or overdue:
+        for e in state.pay_entries.d.values():
+            if len(e) <= P_FAILED_TS:
+                continue  # never failed (most payments): nothing scheduled
+            failed = pay_failed_at(e)
+            if failed is not None:
+                if failed_90d and failed + 90 * DAY > nb and failed + 90 * DAY + base < best:
+                    best = failed + 90 * DAY + base
+                if overdue and not e[P_FLAGS] & (PAID | WRITTEN_OFF) and e[P_FLAGS] & FAILED:
+                    due = pay_due_at(e) + 1  # overdue once due_at < now, i.e. just after due_at
+                    if due > nb and due + base < best:
+                        best = due + base
+    if "tickets_90d" in sources:
+        for e in state.tickets.d.values():
+            opened = ticket_opened_at(e)
+            if opened is not None and opened + 90 * DAY > nb and opened + 90 * DAY + base < best:
+                best = opened + 90 * DAY + base
+    if "month_turn" in sources:
+        newest_month = state.pay_month_last()
+        if newest_month is not None:
+            # complete-month averages shift at every month turn while a paid month is within reach
+            current = month_of(n)
+            if newest_month >= current - MAX_AVG_MONTHS:
+                best = min(best, month_start(current + 1))  # always after now
+    if "anniversary" in sources:
+        view = state.features(now)  # the cached view of this instant (the decision just read it)
+        since = view._customer_since()  # type: ignore[attr-defined]
+        if since is not None:
+            months = view._months_as_customer()  # type: ignore[attr-defined]  # whole_months_between(since, now)
+            t = to_seconds(add_months(since, months + 1))
+            if n < t < best:
+                best = t
     return None if best == _NEVER else from_seconds(best)
+
+
+_W30_90 = (30, 90)
+_W30 = (30,)
+_W90 = (90,)
+
+
+def _widths(sources: frozenset[str], w30: str, w90: str) -> tuple[int, ...]:
+    """The day-window widths (30, 90) whose source is in ``sources``."""
+    a, b = w30 in sources, w90 in sources
+    return _W30_90 if a and b else _W30 if a else _W90 if b else ()
 
 
 _NEVER = 1 << 62

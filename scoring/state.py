@@ -148,6 +148,7 @@ _PARTS = 9
 _LAZY_PARTS = (_P_LOGINS, _P_PROFILE, _P_MONTHS, _P_DAYS)
 _SLACK = 7 * DAY
 _EXACT_PARTS = tuple(i for i in range(_PARTS) if i not in _LAZY_PARTS)
+assert _EXACT_PARTS == (_P_BASE, _P_ORDERS, _P_PAYS, _P_TICKETS, _P_FOLDED)  # spelled out in _compact (hot)
 _NEVER = 1 << 62
 _FeatureView: Any = None  # scoring.features.FeatureView, imported on first use
 _MIN_TS = datetime(1, 1, 2, tzinfo=UTC)
@@ -852,14 +853,20 @@ class CustomerState:
             dues[_P_FOLDED] = _NEVER if day is None else (day + h // DAY + 1) * DAY + h
         if anchor >= dues[_P_MONTHS]:
             self._evict_months(month_of(anchor) - PAY_MONTHS + 1)
-            month = min(self.pay_month, default=None)
+            # oldest month: the still-encoded runs start with it (sorted), no need to decode them for that
+            pm, wire = self._pm, self._pm_wire
+            month = min(pm, default=None) if pm is not None else wire[0] if wire else None
             dues[_P_MONTHS] = _NEVER if month is None else month_start(month + PAY_MONTHS)
         if anchor >= dues[_P_DAYS]:
             self._evict_days(anchor_day - PAY_DAYS)
-            day = min(self.pay_day, default=None)
+            # oldest day: likewise the first of the still-encoded (sorted, base-day relative) days
+            pd, wire = self._pd, self._pd_wire
+            day = min(pd, default=None) if pd is not None else wire[0] + self.base // DAY if wire else None
             dues[_P_DAYS] = _NEVER if day is None else (day + PAY_DAYS) * DAY
         self._due_exact = min(dues)
-        self._due_at = min(min(dues[i] for i in _EXACT_PARTS), min(dues[i] for i in _LAZY_PARTS) + _SLACK)
+        exact = min(dues[_P_BASE], dues[_P_ORDERS], dues[_P_PAYS], dues[_P_TICKETS], dues[_P_FOLDED])
+        lazy = min(dues[_P_LOGINS], dues[_P_PROFILE], dues[_P_MONTHS], dues[_P_DAYS])
+        self._due_at = min(exact, lazy + _SLACK)
 
     def _canonical(self) -> None:
         """Catch up on deferred evictions (before reading features or serializing): then the state is exactly
@@ -979,17 +986,19 @@ class CustomerState:
         view = self._view = _FeatureView(self, now)
         return view
 
-    def next_change_at(self, now: datetime) -> datetime | None:
+    def next_change_at(self, now: datetime, sources: frozenset[str] | None = None) -> datetime | None:
         """Earliest instant after ``now`` at which a feature changes without a new event, or None.
 
         Covers window exits (12/36-month orders, 30/90-day activity, logins and tickets, 12-month paid,
         90-day failed payments), due dates passing (overdue), month turns (complete-month averages) and
         ``months_as_customer``. The continuous ``days_since_*`` floats are excluded (they change always).
+        ``sources`` (:func:`scoring.features.time_sources` of the features read) limits it to changes of
+        those features; None: every feature.
         """
-        from scoring.features import next_change
+        from scoring.features import ALL_SOURCES, next_change
 
         self._canonical()
-        return next_change(self, now)
+        return next_change(self, now, ALL_SOURCES if sources is None else sources)
 
     # ------------------------------------------------------------------ serialization
     def to_bytes(self) -> bytes:

@@ -75,6 +75,8 @@ class Outbox(Effects):
 
 StateLoader = Callable[[str, int], bytes | None]  # (customer_id, partition) -> stored state
 
+_PARTITION_MEMO = 1 << 14  # customer ids whose partition BatchProcessor remembers (~0.1 kB each)
+
 
 class BatchProcessor:
     """Stateless between batches: all per-customer state comes from ``load`` and leaves in the Outbox."""
@@ -97,8 +99,19 @@ class BatchProcessor:
         self.max_future_skew = max_future_skew
         self.horizon = horizon
         self.decider = Decider(self.policies, thresholds or {}, shadows)
+        self._partitions: dict[bytes, int] = {}  # customer id -> partition_for(it): see _partition
 
     # ------------------------------------------------------------------ validation and routing
+    def _partition(self, cid: bytes) -> int:
+        """``partition_for(cid, partitions)``, memoized: murmur2 in pure Python costs microseconds, it is
+        checked for every record, and customers recur (key skew). Bounded: cleared when full."""
+        p = self._partitions.get(cid)
+        if p is None:
+            if len(self._partitions) >= _PARTITION_MEMO:
+                self._partitions.clear()
+            p = self._partitions[cid] = partition_for(cid, self.partitions)
+        return p
+
     def _route(self, rec: InRecord, now: datetime, out: Outbox) -> AnyEvent | None:
         """The valid event to fold for this record, or None after routing it elsewhere."""
         expected = self.topics.type_of(rec.topic)
@@ -111,7 +124,7 @@ class BatchProcessor:
             self._dead(out, rec, "wrong_topic", f"a {event.type!r} event on the {expected!r} topic", event.type)
             return None
         cid = event.customer_id.encode()
-        if rec.key != cid or partition_for(cid, self.partitions) != rec.partition:
+        if rec.key != cid or self._partition(cid) != rec.partition:
             if rec.topic == self.topics.repartition:
                 # We produced it keyed by customer_id with the same partitioner: a mismatch means the
                 # repartition topic has another partition count. Forwarding again would loop forever.
@@ -131,7 +144,7 @@ class BatchProcessor:
             self._dead(out, rec, "invalid_command", str(exc), "admin")
             return None
         cid = command.customer_id.encode()
-        if rec.key != cid or partition_for(cid, self.partitions) != rec.partition:
+        if rec.key != cid or self._partition(cid) != rec.partition:
             if rec.topic == self.topics.admin_commands and rec.key == cid:
                 self._dead(out, rec, "partition_mismatch", "admin topic partition count differs", "admin")
                 return None
@@ -185,7 +198,10 @@ class BatchProcessor:
         applied: list[AnyEvent] = []
         replayed: set[str] = set()
         for rec, event in items:
-            reference = max(filter(None, (state.last_event_at, event.occurred_at)))
+            # the customer's newest event time including this one (the horizon reference, scoring.state);
+            # on a tie the stored one, as max() would pick
+            last, occurred = state.last_event_at, event.occurred_at
+            reference = occurred if last is None or occurred > last else last
             outcome = state.apply(event, reference - self.horizon)
             if outcome == "too_late":
                 self._dead(out, rec, "too_late",
@@ -236,15 +252,12 @@ class BatchProcessor:
                 continue
             state = CustomerState.from_bytes(raw)
             cause = "review" if any(
-                next_review(at - timedelta(seconds=1), p.review) == at for p in self.policies) else "decay"
-            records = len(out.read_model)
-            if self.decider.decide(state, partition, at, cause, None, now, out):
+                next_review(at - timedelta(seconds=1), review) == at for review in self.decider.reviews) else "decay"
+            # Nothing held or pending changed (decide returns False): keep the stored state and the read model
+            # (whose revision lives in the state), so no read-model records; the due index gets the next due
+            # time. After a restart the customer is found due again and re-decides the same nothing.
+            if self.decider.decide(state, partition, at, cause, None, now, out, keep_unchanged=False):
                 out.state_writes[customer_id] = (partition, state.to_bytes())
-            else:
-                # Nothing held or pending changed: keep the stored state (and the read model, whose
-                # revision lives in it); the due index already has the next due time. After a restart the
-                # customer is found due again and re-decides the same nothing.
-                del out.read_model[records:]
         return out
 
 

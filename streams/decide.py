@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from schemas.admin import CommandResult, ProposalClosed, SetOverride, TierAtRisk, TierChangeProposed
 from schemas.outputs import TierChangeEvent, change_id
 from schemas.readmodel import RoutingHints, TierRecord
-from scoring.lifecycle import StepResult, TierTrack, apply_command, due_at, step
+from scoring.features import time_sources
+from scoring.lifecycle import StepResult, TierTrack, apply_command, due_at, step_owned
+from scoring.lifecycle.track import iso
 from scoring.policy import CompiledPolicy, Decision
 from scoring.rollout import pair_shadows, shadow_diff
 from scoring.state import CustomerState
@@ -34,6 +36,9 @@ BOOKKEEPING = "~"
 _ROUTING_FIELDS = frozenset(RoutingHints.model_fields)
 
 AdminCommand = Any  # one of schemas.admin's command models
+
+_EXPLANATION = frozenset({"explanation"})
+assert list(TierChangeEvent.model_fields)[-1] == "explanation"  # _record relies on it (stored key order)
 
 
 @dataclass(slots=True)
@@ -83,7 +88,14 @@ class Decider:
         # shadow policy by live policy id: scored on the same features, compared, never emitted
         self.shadows = {live.id: shadow for live, shadow in pair_shadows(self.policies, shadows)}
         self.by_id = {p.id: p for p in self.policies}
+        #: the distinct review schedules of the policies (eleven presets use four): one review date each
+        self.reviews = tuple(dict.fromkeys(p.review for p in self.policies if p.review is not None))
         self.thresholds = dict(thresholds)
+        # Window exits, month turns, ... of features no loaded policy (live or shadow) reads change no
+        # decision: the next due time considers only the sources of the features read, so customers are
+        # not woken (loaded, decided, found unchanged) for windows nobody uses.
+        self.sources = time_sources(
+            name for p in (*self.policies, *self.shadows.values()) for name in p.features_used)
 
     # ------------------------------------------------------------------ decisions
     def decide(
@@ -95,28 +107,42 @@ class Decider:
         event_id: str | None,
         now: datetime,
         fx: Effects,
+        *,
+        keep_unchanged: bool = True,
     ) -> bool:
         """Score ``state`` at event time ``at`` with every policy, run each lifecycle, emit what changed,
         and schedule the customer's next due time. Returns whether anything beyond the evaluation time
         and scores changed (an output, a tier, a lifecycle state): a decay that changed nothing need not
-        be stored, since re-running it decides the same."""
+        be stored, since re-running it decides the same.
+
+        ``keep_unchanged=False`` (decay): when nothing changed, no read-model records are produced (the
+        caller keeps neither them nor the state; the read model's revision lives in the state). Every other
+        effect is the same either way."""
         features = state.features(at)
         revision = self._bump(state)
-        before = {p.id: _stable((state.tiers.get(p.id) or {}).get("lc")) for p in self.policies}
         outputs = len(fx.tier_changes) + len(fx.notices)
         tracks: dict[str, TierTrack] = {}
+        reads: list[TierRecord | None] = []
+        tiers = state.tiers
+        changed = False
         for policy in self.policies:
             decision = policy.evaluate(features)
             shadow = self.shadows.get(policy.id)
             if shadow is not None:
                 self._shadow(decision, shadow.evaluate(features), fx)
-            record = state.tiers.get(policy.id)
-            result = step(self._track(state.customer_id, record), policy, decision, at, cause, event_id)
-            self._record(state, partition, policy, decision, result, event_id, now, revision, fx)
+            record = tiers.get(policy.id)
+            before = None if record is None else record.get("lc")  # _record replaces the record, never edits it
+            # the track is decoded for this step alone: hand it over (no defensive copy)
+            result = step_owned(self._track(state.customer_id, record), policy, decision, at, cause, event_id)
+            reads.append(self._record(state, partition, policy, decision, result, event_id, now, revision, fx))
             tracks[policy.id] = result.track
+            if not changed and not _same_stable(before, tiers[policy.id]["lc"]):
+                changed = True
         self._schedule(state, partition, at, features, tracks, fx)
-        return len(fx.tier_changes) + len(fx.notices) > outputs or any(
-            _stable(state.tiers[p.id]["lc"]) != before[p.id] for p in self.policies)
+        changed = changed or len(fx.tier_changes) + len(fx.notices) > outputs
+        if changed or keep_unchanged:
+            fx.read_model.extend(read for read in reads if read is not None)
+        return changed
 
     def command(
         self, state: CustomerState, partition: int, command: AdminCommand, at: datetime, now: datetime, fx: Effects
@@ -141,7 +167,9 @@ class Decider:
             fx.audit.append(result.command)
         decision = Decision(policy.id, policy.version, result.track.scored or result.track.tier or policy.tiers[-1],
                             result.track.score, {}, None)
-        self._record(state, partition, policy, decision, result, None, now, self._bump(state), fx)
+        read = self._record(state, partition, policy, decision, result, None, now, self._bump(state), fx)
+        if read is not None:
+            fx.read_model.append(read)
         book = state.tiers.get(BOOKKEEPING) or {}
         last = datetime.fromisoformat(book["at"]) if book.get("at") else at
         tracks = {p.id: self._track(state.customer_id, state.tiers[p.id]) for p in self.policies if p.id in state.tiers}
@@ -201,7 +229,9 @@ class Decider:
         now: datetime,
         revision: int,
         fx: Effects,
-    ) -> None:
+    ) -> TierRecord | None:
+        """Store the policy's new record in ``state`` and hand its outputs to ``fx``; returns the read-model
+        record of this decision (the caller adds it to ``fx.read_model``), None before a first tier."""
         previous = state.tiers.get(policy.id)
         record: dict[str, Any] = {
             "tier": result.tier,
@@ -214,7 +244,9 @@ class Decider:
         if changes or notices:
             record["re"] = {
                 "eid": event_id,
-                "changes": [c.model_dump(mode="json", by_alias=True) | {"explanation": {
+                # the explanation is stored reduced to its lifecycle part (re-emission recomputes the rest):
+                # not serialized only to be dropped; it is the model's last field, so the key order is kept
+                "changes": [c.model_dump(mode="json", by_alias=True, exclude=_EXPLANATION) | {"explanation": {
                     "lifecycle": c.explanation.get("lifecycle")}} for c in changes],
                 "notices": [[type(n).__name__, n.model_dump(mode="json")] for n in notices],
             }
@@ -230,9 +262,7 @@ class Decider:
         track = result.track
         fx.flags[(partition, state.customer_id, policy.id)] = (
             track.proposal is not None, None if track.override is None else track.override.kind)
-        read = read_record(state.customer_id, policy, track, decision.score, revision, now)
-        if read is not None:
-            fx.read_model.append(read)
+        return read_record(state.customer_id, policy, track, decision.score, revision, now)
 
     def _schedule(
         self,
@@ -245,24 +275,36 @@ class Decider:
     ) -> None:
         """Record the evaluation time and the next due time (``tracks``: each policy's current track)."""
         due = earliest(
-            state.next_change_at(at),
+            state.next_change_at(at, self.sources),
             next_threshold_crossing(features, at, self.thresholds),
-            *(next_review(at, p.review) for p in self.policies),
+            *(next_review(at, review) for review in self.reviews),
             *(due_at(tracks[p.id], p) for p in self.policies if p.id in tracks),
         )
         book = state.tiers.setdefault(BOOKKEEPING, {})
-        book["at"] = at.isoformat()
-        book["due"] = due.isoformat() if due else None
+        book["at"] = iso(at)
+        book["due"] = iso(due) if due else None
         fx.due[state.customer_id] = (partition, due)
 
 
 #: Lifecycle track fields that move on every evaluation (time, score, keep margin) without changing
 #: what the customer holds or what is pending.
-_VOLATILE = frozenset({"at", "sv", "k"})
+_VOLATILE = frozenset({"at", "sv", "k"})  # spelled out in _same_stable (hot)
 
 
-def _stable(track: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return None if track is None else {k: v for k, v in track.items() if k not in _VOLATILE}
+_ABSENT = object()
+
+
+def _same_stable(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """``_stable(a) == _stable(b)`` without building the two filtered dicts (once per decision and policy)."""
+    if a is None or b is None:
+        return a is b
+    # equal numbers of stable keys, and each of a's stable keys in b with an equal value: the same keys
+    if len(a) - ("at" in a) - ("sv" in a) - ("k" in a) != len(b) - ("at" in b) - ("sv" in b) - ("k" in b):
+        return False
+    for k, v in a.items():  # noqa: SIM110 -- a plain loop: all() over a generator costs more (hot)
+        if k not in _VOLATILE and b.get(k, _ABSENT) != v:
+            return False
+    return True
 
 
 def read_record(
@@ -283,10 +325,47 @@ def read_record(
         override=None if view is None else view.model_dump(mode="json"),
         version=revision,
         sequence=track.seq,
-        change_id=change_id(customer_id, policy.id, policy.version, track.seq, track.tier) if track.seq else None,
+        change_id=_change_id(customer_id, policy.id, policy.version, track.seq, track.tier) if track.seq else None,
         updated_at=now,
-        routing={k: v for k, v in policy.routing.get(track.tier, {}).items() if k in _ROUTING_FIELDS},
+        routing=_routing(policy, track.tier),
     )
+
+
+#: change_id's inputs -> change_id: a read-model record names its track's last change, the same one at
+#: every decision until the next change, and the id is a blake2b digest (~1 µs). Bounded: cleared when full.
+_CHANGE_IDS: dict[tuple[str, str, int, int, str], str] = {}
+_CHANGE_IDS_MAX = 1 << 14  # ~0.3 kB an entry
+
+
+def _change_id(customer_id: str, policy: str, version: int, sequence: int, tier: str) -> str:
+    """:func:`schemas.outputs.change_id`, memoized (a pure function of its arguments)."""
+    key = (customer_id, policy, version, sequence, tier)
+    cid = _CHANGE_IDS.get(key)
+    if cid is None:
+        if len(_CHANGE_IDS) >= _CHANGE_IDS_MAX:
+            _CHANGE_IDS.clear()
+        cid = _CHANGE_IDS[key] = change_id(customer_id, policy, version, sequence, tier)
+    return cid
+
+
+#: (policy, tier) -> its validated RoutingHints. Policies are immutable (and few), hints are frozen models:
+#: one per tier serves every record, and a model instance passes TierRecord validation as is (a dict would
+#: be validated into a new model per record). Keyed by the policy object (identity: a reloaded file with
+#: the same id and version is another key).
+_ROUTING: dict[tuple[CompiledPolicy, str], RoutingHints] = {}
+_ROUTING_MAX = 4096
+
+
+def _routing(policy: CompiledPolicy, tier: str) -> RoutingHints:
+    """The routing hints of ``tier`` under ``policy`` (the hint fields of its ``routing`` entry)."""
+    key = (policy, tier)
+    hints = _ROUTING.get(key)
+    if hints is None:
+        hints = RoutingHints(**{k: v for k, v in policy.routing.get(tier, {}).items() if k in _ROUTING_FIELDS})
+        if len(_ROUTING) >= _ROUTING_MAX:  # bounded: tests and tools may load many policy objects
+            _ROUTING.clear()
+        _ROUTING[key] = hints
+    return hints
 
 
 def read_records(state: CustomerState, policies: Sequence[CompiledPolicy], now: datetime) -> list[TierRecord]:

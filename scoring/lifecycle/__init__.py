@@ -9,6 +9,7 @@ Public API (every time is an input; tracks are never modified in place)::
 
     TierTrack(customer_id)                        # per customer and policy; to_dict() / from_dict()
     step(track, policy, decision, at, cause="event", event_id=None) -> StepResult   # a new decision
+    step_owned(...)                               # the same, updating a track the caller hands over
     on_time(track, policy, decision | None, at) -> StepResult    # a timer / review date, no event
     due_at(track, policy) -> datetime | None      # when to call on_time next (None: no timer needed)
     apply_command(track, policy, command, at) -> StepResult      # SetOverride / RemoveOverride /
@@ -25,7 +26,7 @@ transitions), ``engine`` (decisions and time), ``commands`` (admin commands).
 """
 
 from scoring.lifecycle.commands import apply_command
-from scoring.lifecycle.engine import due_at, on_time, step
+from scoring.lifecycle.engine import due_at, on_time, step, step_owned
 from scoring.lifecycle.machine import FLIP_FLOP_WINDOW
 from scoring.lifecycle.results import StepResult, TierChange
 from scoring.lifecycle.reviews import is_review, review_after, review_floor, review_on_or_after
@@ -59,5 +60,6 @@ __all__ = [
     "review_floor",
     "review_on_or_after",
     "step",
+    "step_owned",
     "tier_as_of",
 ]

@@ -39,7 +39,43 @@ def step(
     Returns the new track, the effective tier changes (``sequence`` +1 each), proposals opened or closed and
     at-risk warnings, in the order they happened.
     """
-    run = Run(track, policy, at, cause, event_id)
+    return _step(Run(track, policy, at, cause, event_id), policy, decision)
+
+
+def step_owned(
+    track: TierTrack,
+    policy: CompiledPolicy,
+    decision: Decision | None,
+    at: datetime,
+    cause: str = "event",
+    event_id: str | None = None,
+) -> StepResult:
+    """:func:`step` for a caller that hands ``track`` over: it is updated in place and becomes the result's
+    track (no copy). Same outputs as ``step`` on a copy of ``track``. The stream decodes a fresh track per
+    decision and policy and never uses it again, so the copy ``step`` makes to keep its input intact would
+    be wasted work there; everyone else should call ``step``."""
+    return _step(Run(track, policy, at, cause, event_id, clone=False), policy, decision)
+
+
+def _step(run: Run, policy: CompiledPolicy, decision: Decision | None) -> StepResult:
+    """The body of :func:`step` on a prepared run (its track is the one to update)."""
+    t = run.t
+    if (
+        decision is not None
+        and t.pending is None
+        and t.proposal is None
+        and t.override is None
+        and t.held is not None
+        and decision.tier == t.held
+        and decision.policy == policy.id
+        and t.held in run.tiers
+    ):
+        # The common case, whatever the lifecycle rules: nothing is scheduled and the decision confirms the
+        # held tier. The general path below would find nothing to reconcile, nothing due before or at
+        # ``at``, and a decision at the held tier (no hysteresis question: not below it), so all it would do
+        # is note the decision; do just that.
+        run.note_decision(decision)
+        return run.result()
     run.reconcile()
     run.advance(run.at, inclusive=False)
     if decision is not None:

@@ -97,9 +97,12 @@ class Run:
     """One engine call: a cloned track, the policy, the call's time, cause and event, and the outputs."""
 
     def __init__(
-        self, track: TierTrack, policy: CompiledPolicy, at: datetime, cause: str, event_id: str | None
+        self, track: TierTrack, policy: CompiledPolicy, at: datetime, cause: str, event_id: str | None,
+        clone: bool = True,
     ) -> None:
-        self.t = track.clone()
+        # ``clone=False``: the caller hands the track over (it built it for this call alone) and the run
+        # works on it directly; otherwise on a copy, so the caller's track is never modified.
+        self.t = track.clone() if clone else track
         self.policy = policy
         self.lc = policy.lifecycle
         self.tiers = policy.tiers
@@ -129,9 +132,9 @@ class Run:
     def reconcile(self) -> None:
         """Forget parts of the track that name tiers the (new version of the) policy no longer has; the
         next decision then assigns a tier afresh (cause as given, e.g. ``policy_change``)."""
-        known = set(self.tiers)
+        known = self.tiers  # a handful of names: tuple membership is cheaper than building a set per call
         t = self.t
-        if t.proposal is not None and not {t.proposal.from_tier, t.proposal.to_tier} <= known:
+        if t.proposal is not None and not (t.proposal.from_tier in known and t.proposal.to_tier in known):
             self.close("withdrawn", self.at, reason="the policy no longer has these tiers")
         if t.held is not None and t.held not in known:
             t.held = t.held_since = None

@@ -13,7 +13,7 @@ Three tiers are kept apart:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,12 +28,50 @@ COMMANDS_MAX = 16
 LedgerEntry = tuple[datetime, str, int, str]
 
 
+#: Memos of the datetime <-> text conversions of tracks. A track is decoded and re-encoded at every decision
+#: of its customer, its times (since, held_since, ledger, pending dates) recur across decisions and every
+#: policy's track of one decision has the same ``at``; formatting an aware datetime costs ~8x parsing one.
+#: ``_PARSED``: text -> the datetime it parses to (one shared, immutable object per text), so the times a
+#: track keeps are the same objects from decision to decision; ``_ISO``: ``id(datetime)`` -> (that very
+#: object, its ``isoformat()``), valid only while the stored object *is* the one asked about (it is kept
+#: alive by the entry, so its id cannot be reused meanwhile). Keyed by identity, not equality: equal
+#: instants in different UTC offsets format differently. Both bounded: cleared when full.
+_PARSED: dict[str, datetime] = {}
+_ISO: dict[int, tuple[datetime, str]] = {}
+_MEMO_MAX = 1 << 14  # ~0.3 kB an entry: a few MB at most
+
+
+def iso(t: datetime) -> str:
+    """``t.isoformat()`` (memoized by identity, see :data:`_ISO`)."""
+    hit = _ISO.get(id(t))
+    if hit is not None and hit[0] is t:
+        return hit[1]
+    if len(_ISO) >= _MEMO_MAX:
+        _ISO.clear()
+    text = t.isoformat()
+    _ISO[id(t)] = (t, text)
+    return text
+
+
+def parse_iso(text: str) -> datetime:
+    """``datetime.fromisoformat(text)``, one shared object per text (see :data:`_PARSED`)."""
+    t = _PARSED.get(text)
+    if t is None:
+        if len(_PARSED) >= _MEMO_MAX:
+            _PARSED.clear()
+        t = _PARSED[text] = datetime.fromisoformat(text)
+    return t
+
+
 def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
+    return None if t is None else iso(t)
 
 
 def _dt(s: str | None) -> datetime | None:
-    return None if s is None else datetime.fromisoformat(s)
+    return None if s is None else parse_iso(s)
+
+
+_fromiso = parse_iso
 
 
 @dataclass(slots=True)
@@ -162,14 +200,21 @@ class TierTrack:
                          ledger=[(since, tier, seq, cause)])
 
     def clone(self) -> TierTrack:
-        """A copy sharing nothing mutable with ``self``."""
-        return replace(
-            self,
-            pending=None if self.pending is None else replace(self.pending),
-            proposal=None if self.proposal is None else replace(self.proposal),
-            override=None if self.override is None else replace(self.override),
-            ledger=list(self.ledger),
-            commands=list(self.commands),
+        """A copy sharing nothing mutable with ``self``.
+
+        Built field by field (positional, in declaration order) rather than with ``dataclasses.replace``:
+        the engine clones once per decision and policy, and ``replace`` costs several times as much. The
+        nested parts are copied the same way; datetimes, strings and the ``keep`` tuple are immutable and
+        shared."""
+        p, pr, o = self.pending, self.proposal, self.override
+        return TierTrack(
+            self.customer_id, self.tier, self.since, self.seq, self.held, self.held_since, self.scored, self.score,
+            self.keep,
+            None if p is None else Pending(p.direction, p.target, p.since, p.due, p.reason, p.warned, p.blocked_to),
+            None if pr is None else Proposal(pr.id, pr.from_tier, pr.to_tier, pr.created, pr.expires, pr.cause,
+                                             pr.event_id, pr.rule),
+            None if o is None else Override(o.kind, o.tier, o.actor, o.reason, o.set_at, o.expires_at, o.command_id),
+            self.last_review, self.at, self.flip_flops, self.proposals, list(self.ledger), list(self.commands),
         )
 
     def override_view(self) -> OverrideView | None:
@@ -177,14 +222,28 @@ class TierTrack:
         return None if self.override is None else self.override.view()
 
     def to_dict(self) -> dict[str, Any]:
-        """Small JSON-safe dict (orjson/json serialisable); None-valued optional parts are left out."""
+        """Small JSON-safe dict (orjson/json serialisable); None-valued optional parts are left out.
+
+        Key order is fixed (c, q, ff, np, t, s, h, hs, sc, sv, lr, at, k, p, pr, o, l, cm): the stream stores
+        this dict inside the customer state, whose bytes must be canonical. Written out key by key (not as
+        a loop over pairs) because it runs once per decision and policy."""
         d: dict[str, Any] = {"c": self.customer_id, "q": self.seq, "ff": self.flip_flops, "np": self.proposals}
-        for key, value in (
-            ("t", self.tier), ("s", _iso(self.since)), ("h", self.held), ("hs", _iso(self.held_since)),
-            ("sc", self.scored), ("sv", self.score), ("lr", _iso(self.last_review)), ("at", _iso(self.at)),
-        ):
-            if value is not None:
-                d[key] = value
+        if self.tier is not None:
+            d["t"] = self.tier
+        if self.since is not None:
+            d["s"] = iso(self.since)
+        if self.held is not None:
+            d["h"] = self.held
+        if self.held_since is not None:
+            d["hs"] = iso(self.held_since)
+        if self.scored is not None:
+            d["sc"] = self.scored
+        if self.score is not None:
+            d["sv"] = self.score
+        if self.last_review is not None:
+            d["lr"] = iso(self.last_review)
+        if self.at is not None:
+            d["at"] = iso(self.at)
         if self.keep is not None:
             d["k"] = list(self.keep)
         if self.pending is not None:
@@ -194,34 +253,39 @@ class TierTrack:
         if self.override is not None:
             d["o"] = self.override.to_dict()
         if self.ledger:
-            d["l"] = [[e[0].isoformat(), e[1], e[2], e[3]] for e in self.ledger]
+            d["l"] = [[iso(e[0]), e[1], e[2], e[3]] for e in self.ledger]
         if self.commands:
             d["cm"] = list(self.commands)
         return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TierTrack:
-        """Inverse of :meth:`to_dict`."""
-        keep = d.get("k")
+        """Inverse of :meth:`to_dict` (positional construction, in declaration order: hot in the stream)."""
+        get = d.get
+        keep = get("k")
+        since, held_since, last_review, at = get("s"), get("hs"), get("lr"), get("at")
+        pending, proposal, override = get("p"), get("pr"), get("o")
+        ledger = get("l")
+        commands = get("cm")
         return TierTrack(
-            customer_id=d["c"],
-            tier=d.get("t"),
-            since=_dt(d.get("s")),
-            seq=d["q"],
-            held=d.get("h"),
-            held_since=_dt(d.get("hs")),
-            scored=d.get("sc"),
-            score=d.get("sv"),
-            keep=None if keep is None else (float(keep[0]), bool(keep[1]), float(keep[2])),
-            pending=Pending.from_dict(d["p"]) if "p" in d else None,
-            proposal=Proposal.from_dict(d["pr"]) if "pr" in d else None,
-            override=Override.from_dict(d["o"]) if "o" in d else None,
-            last_review=_dt(d.get("lr")),
-            at=_dt(d.get("at")),
-            flip_flops=d["ff"],
-            proposals=d["np"],
-            ledger=[(datetime.fromisoformat(e[0]), e[1], e[2], e[3]) for e in d.get("l", ())],
-            commands=list(d.get("cm", ())),
+            d["c"],
+            get("t"),
+            None if since is None else _fromiso(since),
+            d["q"],
+            get("h"),
+            None if held_since is None else _fromiso(held_since),
+            get("sc"),
+            get("sv"),
+            None if keep is None else (float(keep[0]), bool(keep[1]), float(keep[2])),
+            None if pending is None else Pending.from_dict(pending),
+            None if proposal is None else Proposal.from_dict(proposal),
+            None if override is None else Override.from_dict(override),
+            None if last_review is None else _fromiso(last_review),
+            None if at is None else _fromiso(at),
+            d["ff"],
+            d["np"],
+            [] if not ledger else [(_fromiso(e[0]), e[1], e[2], e[3]) for e in ledger],
+            [] if not commands else list(commands),
         )
 
 

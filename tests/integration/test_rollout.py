@@ -100,8 +100,8 @@ def test_new_version_is_guarded_then_rolled_out_rate_limited_once(stack, make_wo
     b = make_worker(policies=v2, rollout_max_share="0.2", data_dir=str(tmp_path / "state-b"), **same)
     b.proc = start_worker(b.env, b.log_path)
     b.history.append(b.proc)
-    status, body = wait_for(lambda: (r := readiness(b))[0] == 503 and "rollout_refused" in r[1] and r,
-                            timeout=60, what="rollout refused on /readyz")
+    _, body = wait_for(lambda: (r := readiness(b))[0] == 503 and "rollout_refused" in r[1] and r,
+                       timeout=60, what="rollout refused on /readyz")
     reason = body["rollout_refused"]["rollout_demo"]
     assert "10 of 40 customers (25.0%)" in reason and "refusing" in reason, reason
     assert scrape(b, 'tierstream_rollout_blocked{policy="rollout_demo",version="2"}') == 1.0

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from schemas.events import EVENT_ADAPTER
 from scoring.policy import CompiledPolicy, Decision, parse_policy
 from scoring.rollout import (
     POLICY_CHANGE_CAUSE,
@@ -19,7 +20,6 @@ from scoring.rollout import (
     plan_rollout,
     shadow_diff,
 )
-from schemas.events import EVENT_ADAPTER
 from scoring.state import CustomerState
 
 FEATURE = "assess.growth_potential"
