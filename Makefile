@@ -56,6 +56,7 @@ schemas: $(STAMP) ## Export every contract document (JSON Schema, AsyncAPI, Open
 bench: $(STAMP) redis ## Benchmarks (scoring, state, stream throughput, API); results in bench/results/
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_state.py
+	$(BIN)/python bench/bench_hotpath.py
 	$(BIN)/python bench/bench_throughput.py --recovery
 	$(BIN)/python bench/bench_recovery.py
 	$(BIN)/python bench/bench_api.py

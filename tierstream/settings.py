@@ -31,9 +31,10 @@ class Settings(BaseSettings):
         "(one record per producer batch).",
     )
     embedded_offset_correction: bool = Field(
-        False,
-        description="Experimental, embedded broker only: correct end offsets on recovery instead of one record "
-        "per producer batch (faster; the kill -9 test does not pass reliably with it yet).",
+        True,
+        description="Embedded broker only: correct its end offsets on table recovery (streams/tansu.py) so "
+        "producers can batch; false falls back to one record per producer batch (slower, the broker notes' "
+        "original work-around).",
     )
     # --- worker
     app_id: str = Field("tierstream", description="Consumer group and changelog name prefix.")
