@@ -520,7 +520,7 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
     add("(c)/(a) all presets", "worker_all", "raw")
     add("(c)/(b) all presets", "worker_all", "naive")
     add("all presets / one policy", "worker_all", "worker_one")
-    add("one policy, no embedded-broker work-arounds / default", "worker_one_batched", "worker_one")
+    add("one policy, normal batching / Tansu work-around", "worker_one_batched", "worker_one")
     add("(c)/(b) one policy, normal batching", "worker_one_batched", "naive")
     add("2 workers / 1 worker", "scale2", "scale1")
     results["ratios"] = ratios
@@ -612,7 +612,7 @@ def main() -> None:
                 drain, facts = run.worker("worker_one", "five_tier")
                 s["worker_one"] = {**drain.as_dict(), **facts}
             if "batched" not in skip:
-                with phase("(c) one policy, as on Kafka (no embedded-broker work-arounds)", results, args.out):
+                with phase("(c) one policy, normal producer batching (Tansu work-around off)", results, args.out):
                     # What real Kafka runs: producer_max_batch_size=1 exists only for Tansu's list-offsets
                     # defect (BROKER-NOTES.md). Throughput only: recovery of this state is not safe on Tansu.
                     drain, facts = run.worker("worker_one_batched", "five_tier",

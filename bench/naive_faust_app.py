@@ -3,9 +3,8 @@
 One agent per input topic; each event is decoded by Faust (JSON) and folded into a per-customer dict
 aggregate (event counts per type, spend) that is written back with ``table[customer_id] = aggregate``:
 one changelog record per event. Settings match ``streams.app.create_app`` (rocksdb store, at-least-once,
-the short session timeout, normal producer batching as our worker has on the embedded broker with its
-end-offset correction; ``producer_max_batch_size=1`` only with ``NAIVE_ONE_RECORD_BATCHES=1``, the old
-work-around), so the comparison isolates the design (per-event Faust stream + table write vs. our
+the short session timeout, ``producer_max_batch_size=1`` when ``NAIVE_EMBEDDED=1``, i.e. on Tansu, as our
+worker by default), so the comparison isolates the design (per-event Faust stream + table write vs. our
 batches), not the config.
 
 Run by the harness as a child process: ``python bench/naive_faust_app.py`` with ``NAIVE_BROKER``,
@@ -32,9 +31,9 @@ def build_app() -> faust.App:
     prefix = os.environ["NAIVE_PREFIX"]
     partitions = int(os.environ.get("NAIVE_PARTITIONS", "4"))
     extra: dict[str, object] = {}
-    if os.environ.get("NAIVE_ONE_RECORD_BATCHES") == "1":
-        # The old Tansu work-around (every record its own producer batch), for comparison with a worker
-        # run with TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=false.
+    if os.environ.get("NAIVE_EMBEDDED") == "1":
+        # Same Tansu work-around as our worker (streams/app.py): every record its own producer batch, so
+        # the naive table's changelog also pays one batch per write.
         extra["producer_max_batch_size"] = 1
     app = faust.App(
         os.environ["NAIVE_APP_ID"],

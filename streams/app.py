@@ -10,12 +10,12 @@ Why these settings (measured, see BROKER-NOTES.md):
 - session timeout / heartbeat: group join takes half the session timeout; the 60 s default makes a worker
   need ~30 s to get partitions. 6 s / 1 s joins in ~3 s and tolerates handlers that block briefly.
 - embedded broker only: Tansu answers list-offsets wrongly, which corrupts changelog recovery unless
-  corrected. :mod:`streams.tansu` corrects the answer for Faust's recovery (default), so producers batch
-  as on Kafka: measured with bench/bench_throughput.py, one policy 3,458 -> 3,827 events/s and produce ->
-  tier change p99 372 -> 244 ms at half load. ``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=false`` falls back
-  to the documented work-around (one record per producer batch). The correction became the default once
-  the kill -9 and scale-out tests passed with it every time; their earlier failures were the consumer's
-  skipped offsets (streams/offsets.py), not the correction.
+  every record is its own producer batch (``producer_max_batch_size=1``, the documented work-around, the
+  default). :mod:`streams.tansu` corrects the answer for Faust's recovery instead
+  (``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=1``), so producers batch as on Kafka: measured with
+  bench/bench_throughput.py, one policy 3,458 -> 3,827 events/s and produce -> tier change p99 372 ->
+  244 ms at half load. It stays off by default: after the rebalance fixes (streams/offsets.py) the kill -9
+  test passed 5 of 6 runs with it, the sixth had a tier-change sequence gap not yet explained.
 - ``topic_partitions``: Faust's internal topics must match the inputs or agents crash with
   PartitionsMismatch.
 """
