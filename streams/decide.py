@@ -4,7 +4,8 @@ Per customer and policy the state keeps one record (``CustomerState.tiers[policy
 
     {"tier": effective tier, "pv": policy version, "score": latest score,
      "lc": the lifecycle track (scoring.lifecycle.TierTrack.to_dict()),
-     "re": the outputs of the last step that had any, for re-emission after a crash}
+     "re": the outputs of the last REEMIT_KEEP event-caused steps that had any, oldest first, for
+           re-emission after a crash (a dict of one step in states written before session 2)}
 
 plus the stream's bookkeeping under :data:`BOOKKEEPING` (last evaluation time, next due time, revision).
 Every output leaves through an :class:`Effects` collector, in the order it happened.
@@ -29,6 +30,10 @@ from scoring.policy import CompiledPolicy, Decision
 from scoring.rollout import pair_shadows, shadow_diff
 from scoring.state import CustomerState
 from scoring.timers import earliest, next_review, next_threshold_crossing
+
+#: Event-caused steps with outputs kept per customer and policy for re-emission after a crash (a kill -9 can
+#: lose the outputs of the last two batches at most: one flush covers the previous batch's outputs).
+REEMIT_KEEP = 3
 
 #: Key in ``CustomerState.tiers`` for the stream's own bookkeeping; every other key is a policy id.
 BOOKKEEPING = "~"
@@ -176,24 +181,32 @@ class Decider:
         self._schedule(state, partition, last, state.features(last), tracks, fx)
 
     def reemit(self, state: CustomerState, replayed: set[str], fx: Effects) -> None:
-        """Re-send the stored outputs of each policy's last step whose causing event was just replayed
-        (the state was written before they were produced, so they may never have left: see streams.batch)."""
+        """Re-send the stored outputs of each policy's recent event-caused steps whose causing event was just
+        replayed, in their original order (the state was written before they were produced, so they may
+        never have left: see streams.batch).
+
+        Not only the last step: after a kill -9 the local store can hold the state of a later batch whose
+        changelog write and the earlier batch's outputs were both still in the producer's buffer; replay
+        then re-delivers both batches' events as duplicates, and both steps' outputs must go out again
+        (regression: the kill -9 test saw a tier-change sequence gap, 1 and 3 without 2)."""
         if state.last_event_at is None:
             return
         features = None
         for policy in self.policies:
             record = state.tiers.get(policy.id)
-            saved = record.get("re") if record else None
-            if not saved or saved.get("eid") not in replayed or record.get("pv") != policy.version:
+            if not record or record.get("pv") != policy.version:
                 continue
-            features = features or state.features(state.last_event_at)
-            explanation = policy.evaluate(features).explanation
-            for dump in saved.get("changes", ()):
-                lifecycle = dump.get("explanation", {}).get("lifecycle")
-                fx.tier_changes.append(TierChangeEvent.model_validate(
-                    {**dump, "explanation": {**explanation, "lifecycle": lifecycle}}))
-            for kind, dump in saved.get("notices", ()):
-                fx.notices.append(_NOTICE_TYPES[kind].model_validate(dump))
+            for saved in _replayable(record):
+                if saved.get("eid") not in replayed:
+                    continue
+                features = features or state.features(state.last_event_at)
+                explanation = policy.evaluate(features).explanation
+                for dump in saved.get("changes", ()):
+                    lifecycle = dump.get("explanation", {}).get("lifecycle")
+                    fx.tier_changes.append(TierChangeEvent.model_validate(
+                        {**dump, "explanation": {**explanation, "lifecycle": lifecycle}}))
+                for kind, dump in saved.get("notices", ()):
+                    fx.notices.append(_NOTICE_TYPES[kind].model_validate(dump))
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -241,17 +254,18 @@ class Decider:
         }
         changes = [c.to_event(now, decision.explanation) for c in result.changes]
         notices: list[BaseModel] = [*result.proposed, *result.closed, *result.at_risk]
-        if changes or notices:
-            record["re"] = {
+        kept = _replayable(previous)
+        if (changes or notices) and event_id is not None:
+            kept = [*kept[-(REEMIT_KEEP - 1):], {
                 "eid": event_id,
                 # the explanation is stored reduced to its lifecycle part (re-emission recomputes the rest):
                 # not serialized only to be dropped; it is the model's last field, so the key order is kept
                 "changes": [c.model_dump(mode="json", by_alias=True, exclude=_EXPLANATION) | {"explanation": {
                     "lifecycle": c.explanation.get("lifecycle")}} for c in changes],
                 "notices": [[type(n).__name__, n.model_dump(mode="json")] for n in notices],
-            }
-        elif previous and "re" in previous:
-            record["re"] = previous["re"]
+            }]
+        if kept:
+            record["re"] = kept
         state.tiers[policy.id] = record
         for change in result.changes:
             fx.moves.append((partition, policy.id, change.from_tier, change.to_tier))
@@ -386,3 +400,11 @@ def read_records(state: CustomerState, policies: Sequence[CompiledPolicy], now: 
 _NOTICE_TYPES: dict[str, type[BaseModel]] = {
     m.__name__: m for m in (TierChangeProposed, ProposalClosed, TierAtRisk)
 }
+
+
+def _replayable(record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The stored re-emittable steps of a policy record, oldest first (a legacy single step is a dict)."""
+    saved = record.get("re") if record else None
+    if not saved:
+        return []
+    return [saved] if isinstance(saved, dict) else list(saved)

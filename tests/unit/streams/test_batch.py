@@ -84,6 +84,31 @@ def test_replayed_event_re_emits_the_stored_change_with_the_same_id():
     assert again.tier_changes[0].decided_at == first.tier_changes[0].decided_at  # byte-identical decision
 
 
+def test_replay_after_kill_9_re_emits_every_recent_step_not_only_the_last():
+    # Regression (kill -9 test: sequences 1 and 3 on the topic, 2 missing): two batches decided changes 1
+    # and 2 for c1, the store kept the second batch's state, neither batch's outputs left, and both
+    # batches' events are re-delivered. Every stored step whose event is replayed goes out again, in order.
+    # order_volume (no lifecycle): 4 orders of 3,000 units -> B (more than 3 orders, over 10K); 2 more of
+    # 50,000 -> A (more than 5 orders, over 100K).
+    volume = BatchProcessor(load_policies(["order_volume"]), TOPICS, 4, timedelta(minutes=5), timedelta(days=1100))
+
+    def orders(first: int, n: int, quantity: int) -> list[InRecord]:
+        return [rec(i, order(f"e{i}", "10", days_before=2 - i / 10) | {"quantity": quantity})
+                for i in range(first, first + n)]
+
+    store = Store()
+    batch1, batch2 = orders(0, 4, 3000), orders(4, 2, 50000)
+    first = volume.process(batch1, store.load, NOW)
+    store.save(first)
+    second = volume.process(batch2, store.load, NOW)
+    store.save(second)
+    lost = [*first.tier_changes, *second.tier_changes]
+    assert [(c.sequence, c.from_tier, c.to_tier) for c in lost] == [(1, None, "B"), (2, "B", "A")]
+    again = volume.process([*batch1, *batch2], store.load, NOW + timedelta(seconds=5))
+    assert again.counts == {("order", "duplicate"): 6}
+    assert [(c.sequence, c.change_id) for c in again.tier_changes] == [(c.sequence, c.change_id) for c in lost]
+
+
 def test_decay_is_a_pure_function_of_state_and_due_time():
     # 6 orders on the 6 days up to 2025-05-02: the first feature to move with time alone is the oldest
     # active day (2025-04-27) leaving the 30-day activity window at 2025-05-27 00:00 UTC (whole UTC days)
