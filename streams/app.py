@@ -14,8 +14,9 @@ Why these settings (measured, see BROKER-NOTES.md):
   default). :mod:`streams.tansu` corrects the answer for Faust's recovery instead
   (``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=1``), so producers batch as on Kafka: measured with
   bench/bench_throughput.py, one policy 3,458 -> 3,827 events/s and produce -> tier change p99 372 ->
-  244 ms at half load. It stays off by default: after the rebalance fixes (streams/offsets.py) the kill -9
-  test passed 5 of 6 runs with it, the sixth had a tier-change sequence gap not yet explained.
+  244 ms at half load. It stays off by default until it has a longer record: after the rebalance fixes
+  (streams/offsets.py) the kill -9 test passed 5 of 6 runs with it; the sixth lost a tier change to
+  re-emission covering only the last step (fixed in ``Decider.reemit``), and 3 of 3 passed since.
 - ``topic_partitions``: Faust's internal topics must match the inputs or agents crash with
   PartitionsMismatch.
 """
@@ -94,4 +95,3 @@ def create_app(settings: Settings) -> faust.App:
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return app
-

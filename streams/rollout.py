@@ -185,8 +185,9 @@ class Rollout:
             out, sizes = Outbox(), {}
             now = datetime.now(UTC)
             decider = worker.processor.decider
+            load = worker.loader(sizes)
             for partition, customer_id in taken:
-                raw = worker.load(customer_id, partition, sizes)
+                raw = load(customer_id, partition)
                 if raw is None:
                     continue
                 state = CustomerState.from_bytes(raw)

@@ -190,15 +190,10 @@ class Worker:
 
     async def _handle(self, messages: Sequence[Message]) -> Outbox:
         started = time.perf_counter()
-        contexts = self._partition_events
-        table = self.table
         sizes: dict[str, int] = {}
-        load = self._loader(sizes, contexts)
         now = datetime.now(UTC)
-        out = self.processor.process([to_record(m) for m in messages], load, now)
-        for customer_id, (partition, data) in out.state_writes.items():
-            with event_context(contexts[partition]):
-                table[customer_id.encode()] = data
+        out = self.processor.process([to_record(m) for m in messages], self.loader(sizes), now)
+        self._write_states(out.state_writes)
         await self.app.producer.flush()
         for dead in out.dead_letters:
             rec = dead.record
@@ -258,11 +253,10 @@ class Worker:
         """Produce a pydantic output model as JSON keyed by ``customer_id`` (buffered, not awaited)."""
         topic.send_soon(key=customer_id.encode(), value=orjson.dumps(model.model_dump(mode="json", by_alias=True)))
 
-    def _loader(
-        self, sizes: dict[str, int], contexts: Mapping[int, PartitionEvent]
-    ) -> Callable[[str, int], bytes | None]:
+    def loader(self, sizes: dict[str, int]) -> Callable[[str, int], bytes | None]:
         """A state loader reading each customer from its partition's store; records the stored sizes."""
         table = self.table
+        contexts = self._partition_events
 
         def load(customer_id: str, partition: int) -> bytes | None:
             with event_context(contexts[partition]):
@@ -293,7 +287,7 @@ class Worker:
         if epoch is None or not self.gate.is_set():
             return  # rebalancing, or a policy rollout is being planned or was refused
         sizes: dict[str, int] = {}
-        stored = self._loader(sizes, self._partition_events)
+        stored = self.loader(sizes)
         decided: dict[str, tuple[int, bytes]] = {}
 
         def load(customer_id: str, partition: int) -> bytes | None:
@@ -329,11 +323,7 @@ class Worker:
             await self.app.producer.flush()
         if not self.current(epoch):
             return False  # a rebalance began while we awaited: the partitions' owners re-run these
-        table = self.table
-        for customer_id, (partition, data) in out.state_writes.items():
-            if partition in self.owned:
-                with event_context(self._partition_events[partition]):
-                    table[customer_id.encode()] = data
+        self._write_states({c: w for c, w in out.state_writes.items() if w[0] in self.owned})
         if then is not None:
             then()
         self.gauges.on_batch(out, sizes, out.moves)
@@ -342,9 +332,10 @@ class Worker:
         await self.writer.write_changes(out.tier_changes)
         return True
 
-    def load(self, customer_id: str, partition: int, sizes: dict[str, int]) -> bytes | None:
-        """A customer's stored state from its partition's store (records its size in ``sizes``)."""
-        return self._loader(sizes, self._partition_events)(customer_id, partition)
+    def _write_states(self, writes: Mapping[str, tuple[int, bytes]]) -> None:
+        """Write customer states (customer -> (partition, bytes)) to their partitions' stores and changelog."""
+        for customer_id, (partition, data) in writes.items():
+            self.write_in(partition, self.table, customer_id.encode(), data)
 
     def write_in(self, partition: int, table: faust.Table, key: bytes, value: bytes) -> None:  # type: ignore[type-arg]
         """Write ``key`` of ``table`` in ``partition``'s store and changelog partition."""
@@ -377,5 +368,3 @@ class Worker:
             metrics.ARRIVAL_TO_EMIT.observe(max(0.0, wall - oldest))
         metrics.LAST_EVENT_TIMESTAMP.set(wall)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-
-
