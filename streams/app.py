@@ -27,7 +27,12 @@ import logging
 
 import faust
 
-from streams.faust_patches import deliver_every_record, disable_gap_commits, tune_fetch_wait
+from streams.faust_patches import (
+    deliver_every_record,
+    deliver_without_tasks,
+    disable_gap_commits,
+    tune_fetch_wait,
+)
 from tierstream.settings import Settings
 
 STATE_TABLE = "customer-state"
@@ -39,6 +44,7 @@ def create_app(settings: Settings) -> faust.App:
     tune_fetch_wait(settings.fetch_max_wait_ms)
     disable_gap_commits()
     deliver_every_record()
+    deliver_without_tasks()
     extra: dict[str, object] = {}
     if settings.embedded_broker:
         if settings.embedded_offset_correction:

@@ -84,6 +84,12 @@ BATCH_SECONDS = Histogram(
     "Wall time to process one batch of records (validate, fold, score, emit, write Redis).",
     buckets=_FAST_BUCKETS,
 )
+BATCH_RECORDS = Histogram(
+    "tierstream_batch_records",
+    "Records per processed batch: small when caught up (cut at once), up to TIERSTREAM_BATCH_MAX when "
+    "behind (a customer's events in one batch are scored once, so big batches are cheaper per record).",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000),
+)
 TIER_CHANGES = Counter(
     "tierstream_tier_changes_total",
     "Tier changes emitted, by policy, from tier, to tier and cause.",

@@ -40,6 +40,16 @@ class RawSource(faust.Topic):
         """No decoding: the batch core parses the bytes itself (and dead-letters what it cannot)."""
         return message
 
+    async def put(self, value: Any) -> None:
+        """Queue a record when the queue was full (the conductor's slow path): wait for room.
+
+        Faust's ``Topic.put`` refuses unless the channel is iterated with ``aiter()``, which this one never
+        is (:func:`batches` reads the queue), and the conductor then loses the record in a task's exception.
+        Measured: a backlog run of bench/bench_throughput.py filled the queue and lost records; those in
+        the middle of a partition came back through the offset guard's seek, a partition's last ones
+        did not (no later record reveals the hole). Regression test: tests/integration/test_source.py."""
+        await self.queue.put(value)
+
 
 async def batches(source: RawSource, max_records: int, max_wait: float) -> AsyncIterator[list[Message]]:
     """Lists of up to ``max_records`` messages: the first one awaited, the rest taken while they are

