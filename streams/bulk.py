@@ -76,22 +76,41 @@ class BulkProducer:
 
         Returns, per (topic, partition), the offset of the last record written there. Raises the first
         failure (the records may then be partly written: the caller must not acknowledge its input)."""
+        return await (await self.submit()).wait()
+
+    async def submit(self) -> Submitted:
+        """Hand every collected batch to the producer (it sends them at once) without waiting for the
+        broker; :meth:`Submitted.wait` waits. Later records of a partition are sent after these."""
         batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
         self._full = []
         self._open = {}
-        if not batches:
-            return {}
-        futures = []
-        counts = []
+        submitted = Submitted()
         for topic, partition, builder in batches:
             # closed, so the accumulator never appends records of other senders to it: our count (and so
             # the offset of our last record) stays exact
             builder.close()
-            counts.append(builder._relative_offset)
-            futures.append(await self._producer.send_batch(builder, topic, partition=partition))
-        results = await asyncio.gather(*futures)
+            future = await self._producer.send_batch(builder, topic, partition=partition)
+            submitted.batches.append((topic, partition, builder._relative_offset, future))
+        return submitted
+
+
+class Submitted:
+    """Batches handed to the producer: (topic, partition, records, delivery future) each."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int, int, Any]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.batches)
+
+    async def wait(self) -> dict[tuple[str, int], int]:
+        """Wait for the broker's acknowledgements; per (topic, partition) the offset of the last record
+        written. Raises the first failure."""
+        if not self.batches:
+            return {}
+        results = await asyncio.gather(*(future for *_, future in self.batches))
         last: dict[tuple[str, int], int] = {}
-        for (topic, partition, _), meta, n in zip(batches, results, counts, strict=True):
+        for (topic, partition, n, _), meta in zip(self.batches, results, strict=True):
             if meta is not None and n:
                 end = meta.offset + n - 1
                 if end > last.get((topic, partition), -1):

@@ -19,6 +19,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import faust
@@ -31,7 +32,7 @@ from schemas.admin import TierAtRisk
 from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
-from streams.bulk import BulkProducer
+from streams.bulk import BulkProducer, Submitted
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
@@ -73,6 +74,15 @@ def to_record(msg: Message) -> InRecord:
         value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
         timestamp=msg.timestamp,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A batch applied: the messages to ack, once ``sent`` (its outputs, when produced in bulk) is on the
+    broker."""
+
+    messages: list[Message]
+    sent: Submitted | None
 
 
 class Worker:
@@ -141,10 +151,11 @@ class Worker:
         """Whether records of generation ``epoch`` may still be applied and acked."""
         return epoch is not None and epoch == self.epoch()
 
-    async def handle(self, messages: Sequence[Message]) -> list[Message] | None:
-        """Process one batch of messages end to end; returns the messages the caller may ack once this
-        returns (if ``current(generation)`` still holds), or ``None`` when the batch holds records of an
-        older consumer generation (or flow control is suspended): then nothing was applied.
+    async def handle(self, messages: Sequence[Message]) -> Handled | None:
+        """Process one batch of messages end to end; returns the messages the caller may ack once the
+        batch's outputs are on the broker (``Handled.sent``) if ``current(generation)`` still holds, or
+        ``None`` when the batch holds records of an older consumer generation (or flow control is
+        suspended): then nothing was applied.
 
         Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
         OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
@@ -164,12 +175,13 @@ class Worker:
             consumer = self.app.consumer
             admission = self.offsets.admit(messages, epoch, consumer._committed_offset.get)
             # From here to the state writes nothing awaits: a rebalance cannot begin in between.
+            sent = None
             if admission.admitted:
-                await self._handle(admission.admitted)
+                sent = await self._handle(admission.admitted)
             if admission.dropped:
                 metrics.RECORDS_HELD_BACK.inc(admission.dropped)
             await self._realign(consumer, admission.reseek, admission.accepted_gaps)
-            return admission.admitted
+            return Handled(admission.admitted, sent)
 
     async def _realign(
         self, consumer: object, reseek: Mapping[object, int], gaps: Mapping[object, tuple[int, int]]
@@ -195,7 +207,9 @@ class Worker:
         async with self.lock:
             await self._run_due()
 
-    async def _handle(self, messages: Sequence[Message]) -> Outbox:
+    async def _handle(self, messages: Sequence[Message]) -> Submitted | None:
+        """Apply one admitted batch; returns its tier changes and snapshot records as handed to the bulk
+        producer (None without bulk production: then Faust's commit flushes them)."""
         started = time.perf_counter()
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
@@ -221,16 +235,16 @@ class Worker:
         for key, value in out.readmin:
             self.admin.send_soon(key=key, value=value)
         self._emit(out)
-        if bulk is not None:
-            await bulk.send()  # tier changes acknowledged before this batch's input is
-        if out.read_model:
-            await self.writer.write(out.read_model)
-        await self.writer.write_changes(out.tier_changes)
+        # Tier changes go to the broker now; the caller acks this batch's input once they are acknowledged
+        # (Submitted.wait), so no produce round trip holds up the next batch.
+        sent = await bulk.submit() if bulk is not None else None
+        # Both read-model pipelines in one round trip (version-guarded and idempotent: order is free).
+        await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes))
         self.schedule(out)
         self.gauges.on_batch(out, sizes, out.moves)
         self.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in messages})
         self._observe(out, messages, now, started)
-        return out
+        return sent
 
     def _emit(self, out: Outbox) -> int:
         """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""
@@ -350,9 +364,7 @@ class Worker:
         if bulk is not None:
             await self._send(bulk)
         self.gauges.on_batch(out, sizes, out.moves)
-        if out.read_model:
-            await self.writer.write(out.read_model)
-        await self.writer.write_changes(out.tier_changes)
+        await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes))
         return True
 
     async def bulk(self) -> BulkProducer | None:
