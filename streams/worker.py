@@ -2,13 +2,17 @@
 and carries out the :class:`~streams.batch.Outbox` in crash-safe order.
 
 Order of effects per batch (see streams.batch for why):
-1. state table writes (RocksDB/memory store + changelog), then ``producer.flush()`` so the changelog is
-   on the broker before anything downstream can see a decision;
-2. dead letters, repartitioned records and tier changes appended to the producer's buffer without
-   waiting (``send_soon``): Faust flushes the producer before it commits offsets, so they are durable
-   before the input offsets are, and awaiting each send would serialize a round trip per record;
-3. the Redis read model (the writer buffers and retries on its own when Redis is down);
-4. metrics. Faust acks the batch's records after this returns; offsets commit later.
+1. state table writes: the store at once, the changelog records in bulk (:mod:`streams.bulk`, one record
+   batch per partition), awaited until the broker has them, so the changelog is durable before anything
+   downstream can see a decision (with the embedded broker's one-record-per-batch work-around: Faust's
+   table writes and ``producer.flush()``);
+2. tier changes and snapshot records handed to the producer in bulk, not awaited here: the caller acks
+   the batch's input only once the broker has acknowledged them (``Handled.sent``), so no produce round
+   trip holds up the next batch; dead letters, repartitioned records and notices go through Faust's
+   buffer, which Faust flushes before it commits offsets;
+3. the Redis read model, records and ledger in one round trip (the writer buffers and retries on its own
+   when Redis is down);
+4. metrics. Offsets commit later, over acked records only.
 """
 
 from __future__ import annotations

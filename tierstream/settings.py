@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms)."
     )
     batch_wait_seconds: float = Field(
-        0.3, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
+        0.05, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
         "caught up, a batch is cut at once."
     )
     session_timeout_seconds: float = Field(

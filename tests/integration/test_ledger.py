@@ -83,6 +83,25 @@ def test_ledger_is_idempotent(prefix: str) -> None:
     asyncio.run(main())
 
 
+def test_ledger_of_several_policies_in_one_call_and_after_a_script_flush(private_redis: RedisProcess) -> None:
+    """The ledger script takes a customer's entries of every policy in one call; after the script cache is
+    emptied (a Redis restart) the writer reloads it and nothing is left pending."""
+    async def main() -> None:
+        writer, reader = await open_pair(private_redis.url, "t:")
+        admin = Redis.from_url(private_redis.url)
+        await admin.script_flush()
+        await writer.write_changes([change("c1", 1), change("c1", 1, "sabcd"), change("c1", 2), change("c2", 1)])
+        assert writer.pending == 0
+        got = [(e.policy, e.sequence) for e in await reader.history("c1")]
+        assert sorted(got) == [("five_tier", 1), ("five_tier", 2), ("sabcd", 1)]
+        assert [e.sequence for e in await reader.history("c2")] == [1]
+        await admin.aclose()
+        await writer.stop()
+        await reader.aclose()
+
+    asyncio.run(main())
+
+
 def test_ledger_is_bounded_to_the_newest(prefix: str) -> None:
     async def main() -> None:
         writer, reader = await open_pair(SHARED_URL, prefix)

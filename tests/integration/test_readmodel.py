@@ -258,6 +258,32 @@ def test_several_policies_are_independent(prefix: str) -> None:
     asyncio.run(main())
 
 
+def test_one_call_per_customer_applies_each_record_in_order(prefix: str) -> None:
+    """The upsert script takes all of a customer's records in one call (one per policy, or several of one
+    policy, as a replay after a restart can give): each is guarded on its own, in order, and the counts
+    follow every move (hand-computed)."""
+    async def main() -> None:
+        writer = ReadModelWriter(SHARED_URL, prefix)
+        await writer.start()
+        stored_n, retry = await writer._send_counted([
+            rec("c1", 1, "silver", "five_tier"), rec("c1", 2, "gold", "five_tier"),  # two steps, one call
+            rec("c1", 1, "B", "sabcd"), rec("c2", 1, "gold", "five_tier"),
+            rec("c1", 2, "gold", "five_tier"),  # a replay of version 2: refused
+        ])
+        assert (stored_n, retry) == (4, [])
+        stored_n, _ = await writer._send_counted([rec("c1", 1, "bronze", "five_tier"), rec("c1", 3, "A", "sabcd")])
+        assert stored_n == 1  # version 1 of five_tier is older than the stored 2
+        reader = ReadModelReader(SHARED_URL, prefix)
+        got = {r.policy: (r.tier, r.version) for r in await reader.get("c1")}
+        assert got == {"five_tier": ("gold", 2), "sabcd": ("A", 3)}
+        assert await reader.counts("five_tier") == {"gold": 2}  # c1 silver -> gold, c2 gold
+        assert await reader.counts("sabcd") == {"A": 1}
+        await reader.aclose()
+        await writer.stop()
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------------------------------- outages
 
 

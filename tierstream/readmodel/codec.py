@@ -58,9 +58,10 @@ def ledger_entry(change: TierChangeEvent) -> LedgerEntry:
     )
 
 
-def encode_entry(entry: LedgerEntry) -> bytes:
-    """Canonical JSON of ``entry``: equal entries give equal bytes, whatever the datetime's tzinfo object
-    (a re-delivered change parsed from JSON has pydantic's UTC, a fresh one ``datetime.UTC``)."""
+def encode_entry(entry: LedgerEntry | TierChangeEvent) -> bytes:
+    """Canonical JSON of ``entry`` (or of the ledger entry of a tier change, without building the entry
+    model: the worker writes one per change): equal entries give equal bytes, whatever the datetime's
+    tzinfo object (a re-delivered change parsed from JSON has pydantic's UTC, a fresh one ``datetime.UTC``)."""
     return orjson.dumps(
         {
             "change_id": entry.change_id,
