@@ -191,7 +191,9 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--days", type=int, default=60)
-    ap.add_argument("--batch", type=int, default=1000, help="records per batch (the worker's TIERSTREAM_BATCH_MAX)")
+    ap.add_argument("--batch", type=int, default=1000,
+                    help="records per batch (1000 keeps digests comparable with earlier runs; the worker's "
+                         "TIERSTREAM_BATCH_MAX is 10000, reached when it is behind)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per scenario; the lowest CPU time counts")
     ap.add_argument("--scenarios", default="one,all")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile output of the first scenario's last run")

@@ -25,7 +25,7 @@ from streams.batch import BatchProcessor
 from streams.rollout import Rollout
 from streams.source import RawSource, ack_all, batches
 from streams.topics import Topics
-from streams.worker import Handled, Worker
+from streams.worker import Worker
 from tierstream.readmodel.writer import ReadModelWriter
 from tierstream.settings import Settings
 
@@ -87,34 +87,18 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
 
     app.tierstream_can_deliver = can_deliver  # type: ignore[attr-defined]
 
-    acking: set[asyncio.Task[None]] = set()  # references: a task nobody holds may be collected mid-way
-
-    async def _ack_when_sent(handled: Handled, generation: int) -> None:
-        # The batch's tier changes were handed to the producer; its input is acked (committable) only once
-        # the broker has them, so a crash before that replays the records and re-emits the changes.
-        try:
-            if handled.sent is not None:
-                await handled.sent.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("producing a batch's outputs failed")
-            await app.crash(exc)
-            return
-        # Not acked when a rebalance began meanwhile: Faust has forgotten the partitions' acks, and the
-        # records come again to the partition's next owner (streams.worker.Worker.epoch).
-        if worker.current(generation):
-            ack_all(handled.messages, app.consumer)
-
     @app.task
     async def _process() -> None:
         try:
             async for messages in batches(source, settings.batch_max, settings.batch_wait_seconds):
-                handled = await worker.handle(messages)
-                if handled is not None and handled.messages:
-                    task = asyncio.ensure_future(_ack_when_sent(handled, messages[0].generation_id))
-                    acking.add(task)
-                    task.add_done_callback(acking.discard)
+                applied = await worker.handle(messages)
+                # Acked in batch order, right after the batch (its outputs are on the broker by then): Faust
+                # commits the first run of consecutive acked offsets, and for a partition without a commit
+                # it does not check where that run starts. Not acked when a rebalance began meanwhile:
+                # Faust has forgotten the partitions' acks, and the records come again to the partition's
+                # next owner (streams.worker.Worker.epoch).
+                if applied and worker.current(messages[0].generation_id):
+                    ack_all(applied, app.consumer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

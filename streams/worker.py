@@ -6,13 +6,12 @@ Order of effects per batch (see streams.batch for why):
    batch per partition), awaited until the broker has them, so the changelog is durable before anything
    downstream can see a decision (with the embedded broker's one-record-per-batch work-around: Faust's
    table writes and ``producer.flush()``);
-2. tier changes and snapshot records handed to the producer in bulk, not awaited here: the caller acks
-   the batch's input only once the broker has acknowledged them (``Handled.sent``), so no produce round
-   trip holds up the next batch; dead letters, repartitioned records and notices go through Faust's
-   buffer, which Faust flushes before it commits offsets;
-3. the Redis read model, records and ledger in one round trip (the writer buffers and retries on its own
-   when Redis is down);
-4. metrics. Offsets commit later, over acked records only.
+2. tier changes and snapshot records handed to the producer in bulk, and, in the same round trip, the
+   Redis read model, records and ledger (the writer buffers and retries on its own when Redis is down);
+   the batch returns once the broker has acknowledged the tier changes, and the caller acks its input
+   (in batch order: see streams.topology). Dead letters, repartitioned records and notices go through
+   Faust's buffer, which Faust flushes before it commits offsets;
+3. metrics. Offsets commit later, over acked records only.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import faust
@@ -36,7 +34,7 @@ from schemas.admin import TierAtRisk
 from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
-from streams.bulk import BulkProducer, Submitted
+from streams.bulk import BulkProducer
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
@@ -78,15 +76,6 @@ def to_record(msg: Message) -> InRecord:
         value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
         timestamp=msg.timestamp,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """A batch applied: the messages to ack, once ``sent`` (its outputs, when produced in bulk) is on the
-    broker."""
-
-    messages: list[Message]
-    sent: Submitted | None
 
 
 class Worker:
@@ -155,11 +144,10 @@ class Worker:
         """Whether records of generation ``epoch`` may still be applied and acked."""
         return epoch is not None and epoch == self.epoch()
 
-    async def handle(self, messages: Sequence[Message]) -> Handled | None:
-        """Process one batch of messages end to end; returns the messages the caller may ack once the
-        batch's outputs are on the broker (``Handled.sent``) if ``current(generation)`` still holds, or
-        ``None`` when the batch holds records of an older consumer generation (or flow control is
-        suspended): then nothing was applied.
+    async def handle(self, messages: Sequence[Message]) -> list[Message] | None:
+        """Process one batch of messages end to end; returns the messages the caller may ack once this
+        returns (if ``current(generation)`` still holds), or ``None`` when the batch holds records of an
+        older consumer generation (or flow control is suspended): then nothing was applied.
 
         Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
         OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
@@ -177,15 +165,34 @@ class Worker:
                                 "current": epoch})
                 return None
             consumer = self.app.consumer
-            admission = self.offsets.admit(messages, epoch, consumer._committed_offset.get)
+            admission = self.offsets.admit(messages, epoch, self._start_of(consumer))
             # From here to the state writes nothing awaits: a rebalance cannot begin in between.
-            sent = None
             if admission.admitted:
-                sent = await self._handle(admission.admitted)
+                await self._handle(admission.admitted)
             if admission.dropped:
                 metrics.RECORDS_HELD_BACK.inc(admission.dropped)
             await self._realign(consumer, admission.reseek, admission.accepted_gaps)
-            return Handled(admission.admitted, sent)
+            return admission.admitted
+
+    @staticmethod
+    def _start_of(consumer: object) -> Callable[[object], int]:
+        """Where each input partition's records start in this generation: the committed offset, or 0 when
+        nothing was committed (``consumer_auto_offset_reset="earliest"``).
+
+        Faust's ``_committed_offset`` omits partitions without a commit (and a commit of 0), and after a
+        rebalance Faust seeks only those that have one: the others keep fetching from where the consumer
+        thread stood. Records of such a partition fetched in the previous generation, and dropped as stale
+        (:meth:`epoch`), were then never fetched again; taking the first record seen as the start, the
+        offset guard could not see the hole. Measured: the kill -9 test lost a customer's events (its state
+        missing from the changelog) in two of three runs once deliveries got faster. With 0 as the start
+        the guard seeks back; where a log really starts later (retention on Kafka), the re-fetch proves
+        the hole real and it is accepted (streams.offsets)."""
+        committed = consumer._committed_offset  # type: ignore[attr-defined]
+
+        def start(tp: object) -> int:
+            return committed.get(tp) or 0
+
+        return start
 
     async def _realign(
         self, consumer: object, reseek: Mapping[object, int], gaps: Mapping[object, tuple[int, int]]
@@ -211,9 +218,9 @@ class Worker:
         async with self.lock:
             await self._run_due()
 
-    async def _handle(self, messages: Sequence[Message]) -> Submitted | None:
-        """Apply one admitted batch; returns its tier changes and snapshot records as handed to the bulk
-        producer (None without bulk production: then Faust's commit flushes them)."""
+    async def _handle(self, messages: Sequence[Message]) -> None:
+        """Apply one admitted batch: state, then outputs (on the broker before this returns, so before the
+        caller acks), then the read model."""
         started = time.perf_counter()
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
@@ -239,16 +246,17 @@ class Worker:
         for key, value in out.readmin:
             self.admin.send_soon(key=key, value=value)
         self._emit(out)
-        # Tier changes go to the broker now; the caller acks this batch's input once they are acknowledged
-        # (Submitted.wait), so no produce round trip holds up the next batch.
+        # Tier changes to the broker while Redis is written: both round trips at once. The batch is acked
+        # after this returns, so its outputs must be acknowledged first.
         sent = await bulk.submit() if bulk is not None else None
-        # Both read-model pipelines in one round trip (version-guarded and idempotent: order is free).
+        # both read-model pipelines in one round trip (version-guarded and idempotent: order is free)
         await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes))
+        if sent is not None:
+            await sent.wait()
         self.schedule(out)
         self.gauges.on_batch(out, sizes, out.moves)
         self.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in messages})
         self._observe(out, messages, now, started)
-        return sent
 
     def _emit(self, out: Outbox) -> int:
         """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""
