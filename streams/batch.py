@@ -33,7 +33,7 @@ from schemas.outputs import TierChangeEvent
 from scoring.policy import CompiledPolicy
 from scoring.state import CustomerState
 from scoring.timers import next_review
-from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects
+from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects, read_records
 from streams.partitioning import partition_for
 from streams.topics import Topics
 
@@ -218,6 +218,11 @@ class BatchProcessor:
             # Before any new decision: the stored outputs of a replayed causing event may never have left
             # (state first), and a decision on this batch's new events would replace them.
             self.decider.reemit(state, replayed, out)
+            # The read model likewise: the stored decision's records may never have reached Redis (a kill
+            # between the state write and the Redis write), and without a new decision nothing would write
+            # them again. The version guard refuses what Redis already holds. Regression: the kill -9 test
+            # found a customer's Redis tier one decision behind its state (bronze, oracle silver).
+            out.read_model.extend(read_records(state, self.policies, now))
         if applied:
             late = newest_before is not None and all(e.occurred_at < newest_before for e in applied)
             assert state.last_event_at is not None

@@ -358,16 +358,21 @@ class Worker:
     async def carry_out(
         self, out: Outbox, sizes: Mapping[str, int], epoch: int, then: Callable[[], None] | None = None
     ) -> bool:
-        """Carry out decisions taken from stored state (decay, policy rollout), output first: emit, flush,
-        then, if generation ``epoch`` is still current, write the states (and call ``then``, in the same
-        synchronous step), gauges and the read model. Returns whether the states were written.
+        """Carry out decisions taken from stored state (decay, policy rollout), output first: emit and write
+        the read model (waiting for both), then, if generation ``epoch`` is still current, write the states
+        (and call ``then``, in the same synchronous step) and gauges. Returns whether the states were
+        written.
 
         Output first is what makes these re-runnable: the decision is a pure function of the stored state,
         so if we crash (or lose the partition) before the state write, the partition's owner decides again
         and emits the identical changes (same sequence, same change_id)."""
         bulk = await self.bulk()
-        if self._emit(out):
-            await self._send(bulk)
+        emitted = self._emit(out)
+        # The read model is an output here too, written before the state: written after it, a kill in
+        # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
+        # decides again); written before, the re-run decides the same version and Redis refuses it.
+        await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes),
+                             self._send(bulk) if emitted else asyncio.sleep(0))
         if not self.current(epoch):
             return False  # a rebalance began while we awaited: the partitions' owners re-run these
         self._write_states({c: w for c, w in out.state_writes.items() if w[0] in self.owned})
@@ -376,7 +381,6 @@ class Worker:
         if bulk is not None:
             await self._send(bulk)
         self.gauges.on_batch(out, sizes, out.moves)
-        await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes))
         return True
 
     async def bulk(self) -> BulkProducer | None:

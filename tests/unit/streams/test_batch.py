@@ -109,6 +109,23 @@ def test_replay_after_kill_9_re_emits_every_recent_step_not_only_the_last():
     assert [(c.sequence, c.change_id) for c in again.tier_changes] == [(c.sequence, c.change_id) for c in lost]
 
 
+def test_replayed_events_rewrite_the_stored_decisions_read_model_records():
+    # Regression (kill -9 test: a customer's Redis tier stayed one decision behind its state, bronze while
+    # the oracle said silver): the store kept a batch's state, the worker died before the Redis write, and
+    # the re-delivered events are duplicates, so no new decision writes Redis. The replay must carry the
+    # stored decision's records, with the stored version (Redis refuses it if it has it already).
+    volume = BatchProcessor(load_policies(["order_volume"]), TOPICS, 4, timedelta(minutes=5), timedelta(days=1100))
+    batch = [rec(i, order(f"e{i}", "10", days_before=2 - i / 10) | {"quantity": 3000}) for i in range(4)]
+    store = Store()
+    first = volume.process(batch, store.load, NOW)
+    store.save(first)
+    assert [(r.tier, r.version) for r in first.read_model] == [("B", 1)]
+    again = volume.process(batch, store.load, NOW + timedelta(seconds=5))
+    assert again.counts == {("order", "duplicate"): 4}
+    assert [(r.customer_id, r.policy, r.tier, r.version, r.sequence) for r in again.read_model] == [
+        (r.customer_id, r.policy, r.tier, r.version, r.sequence) for r in first.read_model]
+
+
 def test_decay_is_a_pure_function_of_state_and_due_time():
     # 6 orders on the 6 days up to 2025-05-02: the first feature to move with time alone is the oldest
     # active day (2025-04-27) leaving the 30-day activity window at 2025-05-27 00:00 UTC (whole UTC days)
