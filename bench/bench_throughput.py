@@ -18,6 +18,7 @@ one run, not absolute figures across runs; the load average before and after is 
 
 Run: ``.venv/bin/python bench/bench_throughput.py [--customers 6000] [--days 60] [--profile] [--scale]``
 Writes ``bench/results/throughput.json`` (and ``profile_one_policy.txt`` with ``--profile``).
+``BENCH_KEEP=1`` keeps the run's work directory (each scenario's worker log) for inspection.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class BulkProducer:
         self._partitions: dict[str, int] = {}  # topic -> partition count (metadata, cached)
 
     def __len__(self) -> int:
+        """Builders collected and not yet submitted."""
         return len(self._open) + len(self._full)
 
     async def partitions(self, topic: str) -> int:
@@ -48,10 +49,6 @@ class BulkProducer:
             parts = await self._producer.client._wait_on_metadata(topic)
             n = self._partitions[topic] = len(parts)
         return n
-
-    def known_partitions(self, topic: str) -> int | None:
-        """The cached partition count of ``topic``, or None before :meth:`partitions` fetched it."""
-        return self._partitions.get(topic)
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: Headers = ()) -> None:
         """Append one record for ``topic``/``partition`` (not sent before :meth:`send`)."""
@@ -99,9 +96,6 @@ class Submitted:
 
     def __init__(self) -> None:
         self.batches: list[tuple[str, int, int, Any]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.batches)
 
     async def wait(self) -> dict[tuple[str, int], int]:
         """Wait for the broker's acknowledgements; per (topic, partition) the offset of the last record

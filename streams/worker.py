@@ -180,13 +180,12 @@ class Worker:
         nothing was committed (``consumer_auto_offset_reset="earliest"``).
 
         Faust's ``_committed_offset`` omits partitions without a commit (and a commit of 0), and after a
-        rebalance Faust seeks only those that have one: the others keep fetching from where the consumer
-        thread stood. Records of such a partition fetched in the previous generation, and dropped as stale
-        (:meth:`epoch`), were then never fetched again; taking the first record seen as the start, the
-        offset guard could not see the hole. Measured: the kill -9 test lost a customer's events (its state
-        missing from the changelog) in two of three runs once deliveries got faster. With 0 as the start
-        the guard seeks back; where a log really starts later (retention on Kafka), the re-fetch proves
-        the hole real and it is accepted (streams.offsets)."""
+        rebalance only partitions with one are sought: the others keep fetching from where the consumer
+        thread stood, past records Faust dropped meanwhile (streams.topology seeks them to 0 after every
+        rebalance). Taking the first record seen as the start, the offset guard could not see such a hole
+        (the kill -9 test lost events of up to 93 customers). With 0 as the start it seeks back; where a
+        log really starts later (retention on Kafka), the re-fetch proves the hole real and it is accepted
+        (streams.offsets)."""
         committed = consumer._committed_offset  # type: ignore[attr-defined]
 
         def start(tp: object) -> int:
