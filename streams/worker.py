@@ -181,11 +181,11 @@ class Worker:
 
         Faust's ``_committed_offset`` omits partitions without a commit (and a commit of 0), and after a
         rebalance only partitions with one are sought: the others keep fetching from where the consumer
-        thread stood, past records Faust dropped meanwhile (streams.topology seeks them to 0 after every
-        rebalance). Taking the first record seen as the start, the offset guard could not see such a hole
-        (the kill -9 test lost events of up to 93 customers). With 0 as the start it seeks back; where a
-        log really starts later (retention on Kafka), the re-fetch proves the hole real and it is accepted
-        (streams.offsets)."""
+        thread stood, past records Faust dropped meanwhile (streams.topology now seeks every input
+        partition to its commit, or 0, after every rebalance). Taking the first record seen as the start,
+        the offset guard could not see such a hole (the kill -9 test lost events of up to 93 customers).
+        With 0 as the start it seeks back; where a log really starts later (retention on Kafka), the
+        re-fetch proves the hole real and it is accepted (streams.offsets)."""
         committed = consumer._committed_offset  # type: ignore[attr-defined]
 
         def start(tp: object) -> int:
