@@ -223,8 +223,8 @@ class Run:
             "NAIVE_BROKER": self.stack.broker_url, "NAIVE_PREFIX": self.prefix("naive"),
             "NAIVE_APP_ID": f"b{self.run_id}-naive", "NAIVE_DATA_DIR": str(self.work / "naive" / "state"),
             "NAIVE_WEB_PORT": str(port), "NAIVE_PARTITIONS": str(self.args.partitions),
-            # Producers batch, as the worker's (embedded end-offset correction, its default) and as on
-            # Kafka: the baseline pays Faust's per-event costs, not a broker work-around's.
+            # Producers batch, as on Kafka: the baseline pays Faust's per-event costs, not the broker
+            # work-around's (measured: 2,606 events/s with it, 2,797 without, same machine and day).
             "NAIVE_EMBEDDED": "0",
         }
         (self.work / "naive").mkdir(parents=True, exist_ok=True)
@@ -556,7 +556,8 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
     add("(c)/(a) all presets", "worker_all", "raw")
     add("(c)/(b) all presets", "worker_all", "naive")
     add("all presets / one policy", "worker_all", "worker_one")
-    add("one policy, one record per producer batch / default", "worker_one_unbatched", "worker_one")
+    add("one policy, producers batching / default", "worker_one_batched", "worker_one")
+    add("(c)/(b) one policy, producers batching", "worker_one_batched", "naive")
     add("2 workers / 1 worker", "scale2", "scale1")
     results["ratios"] = ratios
     verdict = {}
@@ -601,7 +602,7 @@ def main() -> None:
     ap.add_argument("--batch-max", type=int, default=0, help="TIERSTREAM_BATCH_MAX (0: the worker's default)")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=600.0, help="per drain phase")
-    ap.add_argument("--skip", default="", help="comma list of: raw,naive,one,unbatched,all,latency")
+    ap.add_argument("--skip", default="", help="comma list of: raw,naive,one,batched,all,latency")
     ap.add_argument("--latency-rate", type=float, default=0.0,
                     help="offered events/s of the latency run (0: half of (c)'s one-policy maximum)")
     ap.add_argument("--profile", action="store_true", help="extra one-policy run under py-spy")
@@ -630,8 +631,9 @@ def main() -> None:
                  "partitions": args.partitions, "by_type": dict(kinds),
                  "mean_value_bytes": round(sum(len(r.value) for r in load) / len(load), 1)},
         "worker_settings": {"batch_max": args.batch_max or "default", "store": "rocksdb://",
-                            "embedded_broker": "producers batch (end-offset correction) in the worker and the "
-                                               "naive app; worker_one_unbatched: one record per batch"},
+                            "embedded_broker": "worker: one record per producer batch (default); "
+                                               "worker_one_batched: end-offset correction, producers batch; "
+                                               "naive app: producers batch"},
         "targets": TARGETS,
         "scenarios": {},
     }
@@ -650,14 +652,15 @@ def main() -> None:
                 with phase("(c) tierstream worker, one policy (five_tier)", results, args.out):
                     drain, facts = run.worker("worker_one", "five_tier")
                     s["worker_one"] = {**drain.as_dict(), **facts}
-            if "unbatched" not in skip:
-                with phase("(c) one policy, one record per producer batch (the broker notes' work-around)",
+            if "batched" not in skip:
+                with phase("(c) one policy, producers batching (embedded end-offset correction, as on Kafka)",
                            results, args.out):
-                    # The embedded broker's old default (BROKER-NOTES.md): every record its own producer batch,
-                    # so the worker falls back to Faust's per-record producer path (streams.bulk is off).
-                    drain, facts = run.worker("worker_one_unbatched", "five_tier",
-                                              extra_env={"TIERSTREAM_EMBEDDED_OFFSET_CORRECTION": "0"})
-                    s["worker_one_unbatched"] = {**drain.as_dict(), **facts}
+                    # The default on the embedded broker is the broker notes' work-around (one record per
+                    # producer batch, Faust's per-record path); with the correction producers batch and the
+                    # worker produces in bulk (streams.bulk), as it does on Kafka.
+                    drain, facts = run.worker("worker_one_batched", "five_tier",
+                                              extra_env={"TIERSTREAM_EMBEDDED_OFFSET_CORRECTION": "1"})
+                    s["worker_one_batched"] = {**drain.as_dict(), **facts}
             if "all" not in skip:
                 with phase(f"(c) tierstream worker, all {len(PRESETS)} presets", results, args.out):
                     drain, facts = run.worker("worker_all", all_presets)
