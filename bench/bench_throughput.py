@@ -611,6 +611,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "throughput.json")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if "one" in skip and "latency" not in skip and not args.latency_rate:
+        ap.error("--skip one needs --latency-rate (the latency run's default rate is half of (c)'s maximum)")
 
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     started = time.monotonic()

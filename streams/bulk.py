@@ -20,12 +20,9 @@ if any batch failed, so a caller that awaits it before acknowledging its input l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from streams.partitioning import partition_for
-
-Headers = Sequence[tuple[str, bytes]]
 
 
 class BulkProducer:
@@ -50,23 +47,23 @@ class BulkProducer:
             n = self._partitions[topic] = len(parts)
         return n
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: Headers = ()) -> None:
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         """Append one record for ``topic``/``partition`` (not sent before :meth:`send`)."""
         tp = (topic, partition)
         builder = self._open.get(tp)
         if builder is None:
             builder = self._open[tp] = self._producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
+        if builder.append(timestamp=None, key=key, value=value) is None:
             # full: close it (sent before any later one of this partition) and start the next
             self._full.append((topic, partition, builder))
             builder = self._open[tp] = self._producer.create_batch()
-            if builder.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
+            if builder.append(timestamp=None, key=key, value=value) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes does not fit a producer batch of {topic}")
 
-    def add_keyed(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> None:
+    def add_keyed(self, topic: str, key: bytes, value: bytes) -> None:
         """Append a record to the partition Kafka's default partitioner gives ``key`` (the topic's partition
         count must be known: :meth:`partitions`)."""
-        self.add(topic, partition_for(key, self._partitions[topic]), key, value, headers)
+        self.add(topic, partition_for(key, self._partitions[topic]), key, value)
 
     async def send(self) -> dict[tuple[str, int], int]:
         """Submit every collected batch and wait until the broker acknowledged all of them.

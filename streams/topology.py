@@ -136,11 +136,10 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         while only uncommitted partitions, then none, were sought here. Records already queued come again
         and are dropped by the guard as applied."""
         consumer = app.consumer
-        committed = consumer._committed_offset  # type: ignore[attr-defined]
         for tp in consumer.assignment():
             if tp.topic in input_topics:
                 try:
-                    await consumer.seek(tp, committed.get(tp) or 0)
+                    await consumer.seek(tp, worker.start_offset(tp))
                 except Exception:
                     log.exception("seeking an input partition to its commit failed",
                                   extra={"topic": tp.topic, "partition": tp.partition})

@@ -165,7 +165,7 @@ class Worker:
                                 "current": epoch})
                 return None
             consumer = self.app.consumer
-            admission = self.offsets.admit(messages, epoch, self._start_of(consumer))
+            admission = self.offsets.admit(messages, epoch, self.start_offset)
             # From here to the state writes nothing awaits: a rebalance cannot begin in between.
             if admission.admitted:
                 await self._handle(admission.admitted)
@@ -174,10 +174,10 @@ class Worker:
             await self._realign(consumer, admission.reseek, admission.accepted_gaps)
             return admission.admitted
 
-    @staticmethod
-    def _start_of(consumer: object) -> Callable[[object], int]:
-        """Where each input partition's records start in this generation: the committed offset, or 0 when
-        nothing was committed (``consumer_auto_offset_reset="earliest"``).
+    def start_offset(self, tp: object) -> int:
+        """Where input partition ``tp``'s records start in this generation: the committed offset, or 0 when
+        nothing was committed (``consumer_auto_offset_reset="earliest"``). The offset guard expects it and
+        streams.topology seeks every input partition to it after each rebalance.
 
         Faust's ``_committed_offset`` omits partitions without a commit (and a commit of 0), and after a
         rebalance only partitions with one are sought: the others keep fetching from where the consumer
@@ -186,12 +186,7 @@ class Worker:
         the offset guard could not see such a hole (the kill -9 test lost events of up to 93 customers).
         With 0 as the start it seeks back; where a log really starts later (retention on Kafka), the
         re-fetch proves the hole real and it is accepted (streams.offsets)."""
-        committed = consumer._committed_offset  # type: ignore[attr-defined]
-
-        def start(tp: object) -> int:
-            return committed.get(tp) or 0
-
-        return start
+        return self.app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined,no-any-return]
 
     async def _realign(
         self, consumer: object, reseek: Mapping[object, int], gaps: Mapping[object, tuple[int, int]]
@@ -370,8 +365,10 @@ class Worker:
         # The read model is an output here too, written before the state: written after it, a kill in
         # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
         # decides again); written before, the re-run decides the same version and Redis refuses it.
-        await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes),
-                             self._send(bulk) if emitted else asyncio.sleep(0))
+        outputs = [self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes)]
+        if emitted:
+            outputs.append(self._send(bulk))
+        await asyncio.gather(*outputs)
         if not self.current(epoch):
             return False  # a rebalance began while we awaited: the partitions' owners re-run these
         self._write_states({c: w for c, w in out.state_writes.items() if w[0] in self.owned})
