@@ -41,6 +41,17 @@ def producer(broker_url: str, **kwargs: object) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap(broker_url), **options)
 
 
+def committed_offsets(broker_url: str, group: str) -> dict[tuple[str, int], int]:
+    """The offsets consumer group ``group`` has committed, as ``{(topic, partition): next offset}``
+    (empty when it has committed nothing). Read with the admin API: no group is joined."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap(broker_url), client_id="tierstream-admin")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
 def latest_per_key(
     records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
 ) -> dict[bytes, bytes]:
