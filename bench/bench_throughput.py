@@ -276,11 +276,7 @@ class Run:
         try:
             wait_worker_ready(port, 90, proc)
             if profile is not None:
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid), "-r", "100",
-                     "-f", "raw", "-o", str(profile), "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-                self.procs.append(spy)
+                spy = self._spy(proc.pid, profile)
             drain = self._drain_worker([port], [proc], f"(c) worker {scenario}")
             extra = self._worker_facts(scenario, port)
         except Exception:
@@ -295,6 +291,25 @@ class Run:
                 stop_process(spy)
             self.stop(proc)
         return drain, extra
+
+    def _spy(self, pid: int, profile: Path) -> subprocess.Popen[bytes]:
+        """py-spy recording ``pid``. It sometimes fails to attach ("Failed to find python version from
+        target process", seen with py-spy 0.4.1 on a loaded machine): retried, and refused loudly."""
+        profile.parent.mkdir(parents=True, exist_ok=True)  # py-spy writes nothing into a missing directory
+        log = profile.with_suffix(".log")
+        for _ in range(10):
+            with log.open("wb") as err:
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "100",
+                     "-f", "raw", "-o", str(profile), "--nonblocking"],
+                    stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+            time.sleep(1.0)
+            if spy.poll() is None:
+                self.procs.append(spy)
+                return spy
+            error = log.read_text(errors="replace").splitlines()[:1]
+            print(f"  py-spy did not attach ({error}): retrying", file=sys.stderr)
+        raise RuntimeError("py-spy could not attach to the worker")
 
     def _drain_worker(self, ports: list[int], procs: list[subprocess.Popen[bytes]], label: str,
                       total: int | None = None) -> Drain:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 #: Decimal places accepted for money. State stores money as integers of this scale (exact, fast).
 MONEY_PLACES = 4
@@ -153,8 +153,6 @@ def parse_event(raw: bytes | str, now: datetime, max_future_skew: timedelta) -> 
     Output: the typed event. Raises :class:`InvalidEvent` with reason ``invalid_json``,
     ``not_an_object``, ``unknown_type``, ``schema`` or ``future_timestamp``; never returns a partially valid event.
     """
-    from pydantic import ValidationError  # local: keeps module import cheap for schema export
-
     try:
         event = EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:
