@@ -7,7 +7,9 @@ late events), encoded once. Every scenario gets a fresh topic prefix and the *sa
 (a) ``raw``: an aiokafka group consumer, ``getmany`` + ``orjson.loads`` (the worker's JSON parser);
 (b) ``naive``: ``bench/naive_faust_app.py``, a Faust agent per topic, one table write per event;
 (c) ``worker_one``: the real worker (consume → validate → fold → score → tier changes → Redis) with
-    ``five_tier``; ``worker_all``: the same with all eleven presets;
+    ``five_tier``; ``worker_all``: the same with all eleven presets; ``worker_one_unbatched``: (c) with the
+    embedded broker's end-offset correction off (one record per producer batch: the default until
+    session 4);
 then the latency run (fresh worker, offered load = half of (c)'s one-policy maximum, produce → tier
 change emitted, matched by ``event_id``), and optionally a py-spy profile of (c), a changelog recovery
 measurement and 1 vs 2 workers on the same partitions.
@@ -571,8 +573,8 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
     add("(c)/(a) all presets", "worker_all", "raw")
     add("(c)/(b) all presets", "worker_all", "naive")
     add("all presets / one policy", "worker_all", "worker_one")
-    add("one policy, producers batching / default", "worker_one_batched", "worker_one")
-    add("(c)/(b) one policy, producers batching", "worker_one_batched", "naive")
+    add("one policy, default / one record per producer batch", "worker_one", "worker_one_unbatched")
+    add("(c)/(b) one policy, one record per producer batch", "worker_one_unbatched", "naive")
     add("2 workers / 1 worker", "scale2", "scale1")
     results["ratios"] = ratios
     verdict = {}
@@ -617,7 +619,7 @@ def main() -> None:
     ap.add_argument("--batch-max", type=int, default=0, help="TIERSTREAM_BATCH_MAX (0: the worker's default)")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=600.0, help="per drain phase")
-    ap.add_argument("--skip", default="", help="comma list of: raw,naive,one,batched,all,latency")
+    ap.add_argument("--skip", default="", help="comma list of: raw,naive,one,unbatched,all,latency")
     ap.add_argument("--latency-rate", type=float, default=0.0,
                     help="offered events/s of the latency run (0: half of (c)'s one-policy maximum)")
     ap.add_argument("--profile", action="store_true", help="extra one-policy run under py-spy")
@@ -648,8 +650,8 @@ def main() -> None:
                  "partitions": args.partitions, "by_type": dict(kinds),
                  "mean_value_bytes": round(sum(len(r.value) for r in load) / len(load), 1)},
         "worker_settings": {"batch_max": args.batch_max or "default", "store": "rocksdb://",
-                            "embedded_broker": "worker: one record per producer batch (default); "
-                                               "worker_one_batched: end-offset correction, producers batch; "
+                            "embedded_broker": "worker: end-offset correction, producers batch (default); "
+                                               "worker_one_unbatched: one record per producer batch; "
                                                "naive app: producers batch"},
         "targets": TARGETS,
         "scenarios": {},
@@ -669,15 +671,16 @@ def main() -> None:
                 with phase("(c) tierstream worker, one policy (five_tier)", results, args.out):
                     drain, facts = run.worker("worker_one", "five_tier")
                     s["worker_one"] = {**drain.as_dict(), **facts}
-            if "batched" not in skip:
-                with phase("(c) one policy, producers batching (embedded end-offset correction, as on Kafka)",
+            if "unbatched" not in skip:
+                with phase("(c) one policy, one record per producer batch (embedded end-offset correction off)",
                            results, args.out):
-                    # The default on the embedded broker is the broker notes' work-around (one record per
-                    # producer batch, Faust's per-record path); with the correction producers batch and the
-                    # worker produces in bulk (streams.bulk), as it does on Kafka.
-                    drain, facts = run.worker("worker_one_batched", "five_tier",
-                                              extra_env={"TIERSTREAM_EMBEDDED_OFFSET_CORRECTION": "1"})
-                    s["worker_one_batched"] = {**drain.as_dict(), **facts}
+                    # The default corrects the embedded broker's end offsets, so producers batch and the
+                    # worker produces in bulk (streams.bulk), as on Kafka. Off: the broker notes' work-around
+                    # (one record per producer batch, Faust's per-record producer path): the baseline of
+                    # sessions 1-3.
+                    drain, facts = run.worker("worker_one_unbatched", "five_tier",
+                                              extra_env={"TIERSTREAM_EMBEDDED_OFFSET_CORRECTION": "0"})
+                    s["worker_one_unbatched"] = {**drain.as_dict(), **facts}
             if "all" not in skip:
                 with phase(f"(c) tierstream worker, all {len(PRESETS)} presets", results, args.out):
                     drain, facts = run.worker("worker_all", all_presets)

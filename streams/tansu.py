@@ -6,10 +6,10 @@ would stop before the tail of the last batch (losing state) or crash (persisted 
 The documented workaround — one record per producer batch — makes the answer right but costs one
 produce request per record (measured: the worker spends most of its time waiting on them).
 
-Instead (experimental, ``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=1``; see streams/app.py for its record),
-:func:`install` wraps Faust's consumer
-``highwaters()`` to find the true end: read the partition from the reported end − 1 (the last batch's
-first record) onwards and take the last offset seen + 1. Real Kafka never gets this code path.
+Instead (the default; ``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=0`` turns it off; streams/app.py has its
+record), :func:`install` wraps Faust's consumer ``highwaters()`` to find the true end: read the
+partition from the reported end − 1 (the last batch's first record) onwards and take the last offset
+seen + 1. Real Kafka never gets this code path.
 """
 
 from __future__ import annotations

@@ -10,51 +10,58 @@ from __future__ import annotations
 
 import hashlib
 
-#: Source of the upsert script (Redis Lua, runs atomically): every record of one customer in one call, so a
-#: worker with eleven policies makes one call per customer, not eleven (measured with
-#: bench/bench_throughput.py, all presets: Redis replies and command packing were a third of the worker's
-#: time with one call per record).
+#: Source of the upsert script (Redis Lua, runs atomically): the records of many customers in one call, all
+#: of a customer's records (one per policy) together. One call per customer cost the worker ~20 µs of client
+#: CPU per customer in redis-py's command packing and reply parsing (one policy; 10,000 customers written
+#: with ``ReadModelWriter.write``): a third of the worker's time with one call per *record* and eleven
+#: presets (bench/bench_throughput.py), and still ~10 % with one call per customer.
 UPSERT_LUA: str = """\
--- Version-guarded upsert of one customer's records (one per policy) of the tierstream read model.
--- KEYS[1] = {p}tier:{customer}   KEYS[2] = {p}meta   KEYS[2 + i] = {p}counts:{policy i}
--- ARGV[1] = now (epoch seconds, the writer's clock)
--- ARGV[2 + 4(i-1) .. 5 + 4(i-1)] = policy i (hash field), version, tier, record JSON
--- Returns, per record, 1 if it was stored, 0 if Redis already held the same or a newer version.
+-- Version-guarded upsert of customers' records (one per policy) of the tierstream read model.
+-- KEYS[1] = {p}meta; then per customer: {p}tier:{customer}, then {p}counts:{policy} of each of its records
+-- ARGV[1] = now (epoch seconds, the writer's clock); then per customer: its record count n, then n times
+--   policy (hash field), version, tier, record JSON
+-- Returns, per record in argument order, 1 if it was stored, 0 if Redis already held the same or a newer
+-- version.
 local results = {}
-local n = (#ARGV - 1) / 4
-for i = 1, n do
-  local base = 2 + 4 * (i - 1)
-  local policy, new_version, new_tier = ARGV[base], tonumber(ARGV[base + 1]), ARGV[base + 2]
-  local counts = KEYS[2 + i]
-  local old_tier = false
-  local stale = false
-  local current = redis.call('HGET', KEYS[1], policy)
-  if current then
-    -- A stored value that does not decode is treated as absent: the new record repairs it.
-    local ok, stored = pcall(cjson.decode, current)
-    if ok and type(stored) == 'table' then
-      local stored_version = tonumber(stored['version'])
-      -- Equal version = replay of the same fact; smaller = out of order. Neither may go back in time.
-      if stored_version and stored_version >= new_version then stale = true end
-      if type(stored['tier']) == 'string' then old_tier = stored['tier'] end
-    end
-  end
-  if stale then
-    results[i] = 0
-  else
-    redis.call('HSET', KEYS[1], policy, ARGV[base + 3])
-    if old_tier ~= new_tier then
-      if old_tier then
-        if redis.call('HINCRBY', counts, old_tier, -1) <= 0 then redis.call('HDEL', counts, old_tier) end
+local k, a = 2, 2
+while a <= #ARGV do
+  local tier_key = KEYS[k]
+  local n = tonumber(ARGV[a])
+  k, a = k + 1, a + 1
+  for i = 1, n do
+    local policy, new_version, new_tier, value = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+    local counts = KEYS[k]
+    k, a = k + 1, a + 4
+    local old_tier = false
+    local stale = false
+    local current = redis.call('HGET', tier_key, policy)
+    if current then
+      -- A stored value that does not decode is treated as absent: the new record repairs it.
+      local ok, stored = pcall(cjson.decode, current)
+      if ok and type(stored) == 'table' then
+        local stored_version = tonumber(stored['version'])
+        -- Equal version = replay of the same fact; smaller = out of order. Neither may go back in time.
+        if stored_version and stored_version >= new_version then stale = true end
+        if type(stored['tier']) == 'string' then old_tier = stored['tier'] end
       end
-      redis.call('HINCRBY', counts, new_tier, 1)
     end
-    results[i] = 1
+    if stale then
+      results[#results + 1] = 0
+    else
+      redis.call('HSET', tier_key, policy, value)
+      if old_tier ~= new_tier then
+        if old_tier then
+          if redis.call('HINCRBY', counts, old_tier, -1) <= 0 then redis.call('HDEL', counts, old_tier) end
+        end
+        redis.call('HINCRBY', counts, new_tier, 1)
+      end
+      results[#results + 1] = 1
+    end
   end
 end
 -- The writer is alive even when every record was a replay: staleness tracking moves on.
-local last = tonumber(redis.call('HGET', KEYS[2], 'last_write_at') or '0')
-if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[2], 'last_write_at', ARGV[1]) end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_write_at') or '0')
+if tonumber(ARGV[1]) > last then redis.call('HSET', KEYS[1], 'last_write_at', ARGV[1]) end
 return results
 """
 #: SHA1 Redis uses to name the script in its script cache.
