@@ -32,18 +32,6 @@ def tune_fetch_wait(max_wait_ms: int) -> None:
     thread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
-async def seek(consumer: Any, tp: Any, offset: int) -> None:
-    """Seek input partition ``tp`` of Faust's ``app.consumer`` to ``offset``, from the consumer's own thread.
-
-    Faust's ``Consumer.seek`` calls aiokafka's ``seek`` from the app's thread while the aiokafka consumer
-    runs in its own thread and loop: its fetcher can be between reading ``_records[tp]`` and deleting it
-    when the seek deletes it, and the consumer thread crashes with ``KeyError: TopicPartition(...)`` in
-    ``Fetcher.fetched_records`` (seen once in 12 kill -9 restarts on a loaded machine: the restarted worker
-    died before it was ready). ``seek_wait`` runs the seek in the consumer thread and waits for the new
-    position; it also sets Faust's read offset as ``seek`` does."""
-    await consumer.seek_wait({tp: offset})
-
-
 def disable_gap_commits() -> None:
     """Never commit offsets that were not processed: turn off Faust's "gap" bookkeeping.
 

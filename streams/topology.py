@@ -19,7 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from scoring.policy import CompiledPolicy, load_policies
 from scoring.state import MAX_RETENTION_DAYS
 from scoring.timers import continuous_thresholds
-from streams import faust_patches, metrics
+from streams import metrics
 from streams.app import create_app
 from streams.batch import BatchProcessor
 from streams.rollout import Rollout
@@ -139,7 +139,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         for tp in consumer.assignment():
             if tp.topic in input_topics:
                 try:
-                    await faust_patches.seek(consumer, tp, worker.start_offset(tp))
+                    await consumer.seek(tp, worker.start_offset(tp))
                 except Exception:
                     log.exception("seeking an input partition to its commit failed",
                                   extra={"topic": tp.topic, "partition": tp.partition})

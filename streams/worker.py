@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from schemas.admin import TierAtRisk
 from schemas.outputs import dlq_headers
-from streams import faust_patches, metrics
+from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
 from streams.bulk import BulkProducer
 from streams.due import DueIndex
@@ -198,7 +198,7 @@ class Worker:
             log.warning("input records were skipped: seeking back",
                         extra={"topic": tp.topic, "partition": tp.partition, "offset": offset})  # type: ignore[attr-defined]
             try:
-                await faust_patches.seek(consumer, tp, offset)
+                await consumer.seek(tp, offset)  # type: ignore[attr-defined]
             except Exception:
                 # revoked meanwhile (the next owner starts from the commit) or consumer stopping
                 log.exception("seeking back failed", extra={"partition": tp.partition})  # type: ignore[attr-defined]
