@@ -42,7 +42,7 @@ ROLLOUT_TABLE = "rollout-progress"
 
 def create_app(settings: Settings) -> faust.App:
     """A configured (not started) Faust app with the customer-state table registered as ``app.state``."""
-    tune_fetch_wait(settings.fetch_wait_ms)
+    tune_fetch_wait(settings.fetch_max_wait_ms)
     disable_gap_commits()
     deliver_every_record()
     deliver_without_tasks()

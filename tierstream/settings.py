@@ -78,10 +78,10 @@ class Settings(BaseSettings):
         10000, ge=1, description="Records processed per batch at most (a customer's events in one batch are "
         "folded and scored once)."
     )
-    fetch_max_wait_ms: int | None = Field(
-        None, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms). Default: "
-        "100 on Kafka (a fetch returns as soon as records are there), 20 on the embedded broker (it holds a "
-        "fetch for up to about half the wait even then: see fetch_wait_ms)."
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms). The embedded "
+        "broker holds a fetch for up to about half of it even when records are there; shorter waits cost more "
+        "fetches (at 20 ms the latency under load was worse: docs/performance.md, session 4)."
     )
     batch_wait_seconds: float = Field(
         0.05, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
@@ -108,17 +108,6 @@ class Settings(BaseSettings):
         (), description="Comma-separated bearer tokens with admin scope (admin implies read)."
     )
     log_level: str = Field("info", description="Log level of tierstream's own loggers.")
-
-    @property
-    def fetch_wait_ms(self) -> int:
-        """The consumer's fetch long-poll wait: ``fetch_max_wait_ms``, or by default 100 ms on Kafka and
-        20 ms on the embedded broker. Tansu answers a fetch only after up to about half the wait even when
-        records are there (measured with one record every 37 ms: delivery p50 120 / 28 / 2.8 ms and max
-        246 / 53 / 7 ms at a wait of 500 / 100 / 20 ms); Kafka answers at once, so there a longer wait only
-        saves idle fetches."""
-        if self.fetch_max_wait_ms is not None:
-            return self.fetch_max_wait_ms
-        return 20 if self.embedded_broker else 100
 
     @property
     def producer_batching(self) -> bool:

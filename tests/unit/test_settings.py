@@ -1,4 +1,4 @@
-"""tierstream.settings: environment-derived defaults that differ between Kafka and the embedded broker."""
+"""tierstream.settings: defaults that differ between Kafka and the embedded broker."""
 
 from __future__ import annotations
 
@@ -15,17 +15,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TIERSTREAM_"):
             monkeypatch.delenv(name)
-
-
-def test_fetch_wait_defaults_to_100_ms_on_kafka_and_20_ms_on_the_embedded_broker() -> None:
-    assert Settings().fetch_wait_ms == 100
-    assert Settings(embedded_broker=True).fetch_wait_ms == 20
-
-
-def test_an_explicit_fetch_wait_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TIERSTREAM_FETCH_MAX_WAIT_MS", "250")
-    assert Settings(embedded_broker=True).fetch_wait_ms == 250
-    assert Settings().fetch_wait_ms == 250
 
 
 def test_producers_batch_on_kafka_and_by_default_on_the_embedded_broker(monkeypatch: pytest.MonkeyPatch) -> None:
