@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms). The embedded "
-        "broker holds a fetch for up to about half of it even when records are there; shorter waits cost more "
-        "fetches (at 20 ms the latency under load was worse: docs/performance.md, session 4)."
+        "broker holds a fetch for up to about half of it even when records are there; 20 ms made no difference "
+        "to latency under load, beyond run-to-run noise, and costs more fetches (docs/performance.md, session 4)."
     )
     batch_wait_seconds: float = Field(
         0.05, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
