@@ -57,6 +57,7 @@ bench: $(STAMP) redis ## Benchmarks (scoring, state, stream throughput, API); re
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_state.py
 	$(BIN)/python bench/bench_hotpath.py
+	$(BIN)/python bench/bench_redis_write.py
 	$(BIN)/python bench/bench_throughput.py --recovery
 	$(BIN)/python bench/bench_recovery.py
 	$(BIN)/python bench/bench_api.py
