@@ -13,7 +13,7 @@ Why these settings (measured, see BROKER-NOTES.md):
   every record is its own producer batch (``producer_max_batch_size=1``, the broker notes' work-around).
   :mod:`streams.tansu` corrects the answer for Faust's recovery instead (the default;
   ``TIERSTREAM_EMBEDDED_OFFSET_CORRECTION=0`` restores the work-around), so producers batch as on Kafka
-  and the worker produces in bulk (:mod:`streams.bulk`): ~1.9 x the throughput, and the tests run the
+  and the worker produces in bulk (:mod:`streams.bulk`): 1.6-1.9 x the throughput, and the tests run the
   production path. It was opt-in after session 3, when the kill -9 test lost records in 2 of its last
   11 runs with it; that test then stopped waiting on "nothing changed for 3 s" (a long recovery also
   satisfies it), waits until the group has committed every input record, and passed 20 of 20 runs with

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     embedded_offset_correction: bool = Field(
         True,
         description="Embedded broker only: correct its end offsets on table recovery (streams/tansu.py), so "
-        "producers batch and the worker produces in bulk as on Kafka (about 1.9 x faster); off: one record per "
+        "producers batch and the worker produces in bulk as on Kafka (1.6-1.9 x the throughput); off: one record per "
         "producer batch, the broker notes' work-around.",
     )
     # --- worker
