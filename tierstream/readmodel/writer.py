@@ -66,8 +66,8 @@ _TRANSIENT = (RedisError, OSError, TimeoutError)
 _RETRYABLE_REPLIES = (NoScriptError, ReadOnlyError, BusyLoadingError, MasterDownError, OutOfMemoryError, TryAgainError)
 
 #: Customers per call of the upsert script: fewer calls cost less client CPU (redis-py packs and parses each
-#: command: ~20 µs per call), but a call blocks Redis while it runs (~10 µs per record), so it is bounded to
-#: keep other clients' (the API's) latency low.
+#: command: ~20 µs per call, bench/bench_redis_write.py), but a script blocks Redis while it runs, so a call
+#: is bounded to keep other clients' (the API's) latency low.
 UPSERT_CUSTOMERS_PER_CALL = 100
 
 RecordSource = AsyncIterable[TierRecord] | Iterable[TierRecord]
