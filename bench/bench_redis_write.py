@@ -6,8 +6,8 @@ customers (each round a newer version, so every record is stored). Needs Redis (
 127.0.0.1:6379); its keys live under a fresh prefix, deleted at the end.
 
 Run: ``.venv/bin/python bench/bench_redis_write.py [--records 10000] [--rounds 3]``.
-Session 4: one script call per customer cost ~20-25 µs of client CPU per record, 100 customers per call
-~9.5 µs (docs/performance.md).
+Session 4, side by side: one script call per customer cost 21.6-27.3 µs of client CPU per record, 100
+customers per call 10.3-11.4 µs (docs/performance.md).
 """
 
 from __future__ import annotations

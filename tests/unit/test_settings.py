@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tierstream.settings import Settings
@@ -10,8 +12,6 @@ from tierstream.settings import Settings
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # the developer's or CI's own TIERSTREAM_* variables must not decide these tests
-    import os
-
     for name in list(os.environ):
         if name.startswith("TIERSTREAM_"):
             monkeypatch.delenv(name)
