@@ -14,9 +14,12 @@ digests below are comparable across code versions.
 Output, per scenario (``one``: five_tier; ``all``: the eleven presets): events/s (wall), CPU seconds per
 1,000 events (``time.process_time``; best of ``--repeat`` runs; the harness's own digest work is measured and
 subtracted from both), decays run and stored, tier changes, and
-two digests: ``decisions`` (every tier change, notice, audit record and read-model record, in order) and
-``states`` (every final stored state, with the next-due bookkeeping blanked: it is a schedule, not a
-decision). Equal digests before and after a change = identical decisions and state.
+three digests: ``outputs`` (every tier change, notice, audit record and dead letter, in order), ``decisions``
+(the same and every read-model record) and ``states`` (every final stored state, with the next-due
+bookkeeping and the elision keys blanked: a schedule and a cache, not decisions). Equal digests before and
+after a change = identical decisions and state. Since session 5 a decision whose policy inputs did not
+change is elided (``streams.decide``) and writes no read-model record: ``outputs`` and ``states`` stay equal
+to the earlier code's, ``decisions`` and the read-model record count do not.
 
 Run: ``.venv/bin/python bench/bench_hotpath.py [--scenarios one,all] [--repeat 3] [--profile FILE]``.
 ``--profile`` writes a cProfile of the last run of the first scenario (read with ``pstats``).
@@ -79,9 +82,10 @@ class Run:
         self.store: dict[str, bytes] = {}
         self.due = DueIndex()
         self.watermarks: dict[int, datetime] = {}
-        self.decays = self.decays_stored = self.changes = 0
+        self.decays = self.decays_stored = self.changes = self.read_records = 0
         self.overhead = 0.0  # CPU seconds of the harness's own digest work (subtracted)
         self.digest = hashlib.blake2b(digest_size=16)
+        self.outputs = hashlib.blake2b(digest_size=16)  # the decisions digest without read-model records
 
     def load(self, customer_id: str, partition: int) -> bytes | None:
         return self.store.get(customer_id)
@@ -103,17 +107,26 @@ class Run:
 
     def _digest(self, out: Outbox) -> None:
         self.changes += len(out.tier_changes)
-        update = self.digest.update
+        self.read_records += len(out.read_model)
+        update, update_outputs = self.digest.update, self.outputs.update
         for c in out.tier_changes:
-            update(orjson.dumps(c.model_dump(mode="json", by_alias=True)))
+            data = orjson.dumps(c.model_dump(mode="json", by_alias=True))
+            update(data)
+            update_outputs(data)
         for n in out.notices:
-            update(orjson.dumps(n.model_dump(mode="json")))
+            data = orjson.dumps(n.model_dump(mode="json"))
+            update(data)
+            update_outputs(data)
         for a in out.audit:
-            update(orjson.dumps(a.model_dump(mode="json")))
+            data = orjson.dumps(a.model_dump(mode="json"))
+            update(data)
+            update_outputs(data)
         for r in out.read_model:
             update(orjson.dumps(r.model_dump(mode="json")))
         for d in out.dead_letters:
-            update(f"{d.reason}|{d.record.offset}".encode())
+            data = f"{d.reason}|{d.record.offset}".encode()
+            update(data)
+            update_outputs(data)
 
     def _run_due(self, limit: int = 2000, rounds: int = 50) -> None:
         decided: dict[str, tuple[int, bytes]] = {}
@@ -153,6 +166,8 @@ class Run:
             book = state.tiers.get(BOOKKEEPING)
             if book is not None:
                 book["due"] = None
+            for record in state.tiers.values():
+                record.pop("fk", None)  # the elision key (streams.decide): a cache of the decision's inputs
             h.update(state.to_bytes())
         return h.hexdigest()
 
@@ -177,6 +192,7 @@ def scenario(name: str, specs: list[str], records: list[InRecord], args: argpars
             "events": len(records), "seconds": round(wall, 3), "events_per_second": round(len(records) / wall),
             "cpu_seconds_per_1000": round(cpu / len(records) * 1000, 4), "decays": run.decays,
             "decays_stored": run.decays_stored, "tier_changes": run.changes, "decisions": run.digest.hexdigest(),
+            "outputs": run.outputs.hexdigest(), "read_model_records": run.read_records,
         }
         if best is None or result["cpu_seconds_per_1000"] < best["cpu_seconds_per_1000"]:
             best = result
@@ -208,7 +224,8 @@ def main() -> None:
         r = results[name] = scenario(name, specs[name], records, args)
         print(f"{name:>4}: {r['events_per_second']:>7,} events/s  {r['cpu_seconds_per_1000']:.4f} CPU s/1k events  "
               f"decays {r['decays']:,} (stored {r['decays_stored']:,})  tier changes {r['tier_changes']:,}  "
-              f"decisions {r['decisions']}  states {r['states']}", flush=True)
+              f"read-model records {r['read_model_records']:,}", flush=True)
+        print(f"      outputs {r['outputs']}  states {r['states']}  decisions {r['decisions']}", flush=True)
     if "one" in results and "all" in results:
         print(f"all / one: {results['all']['events_per_second'] / results['one']['events_per_second']:.3f}")
 

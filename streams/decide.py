@@ -5,14 +5,26 @@ Per customer and policy the state keeps one record (``CustomerState.tiers[policy
     {"tier": effective tier, "pv": policy version, "score": latest score,
      "lc": the lifecycle track (scoring.lifecycle.TierTrack.to_dict()),
      "re": the outputs of the last REEMIT_KEEP event-caused steps that had any, oldest first, for
-           re-emission after a crash (a dict of one step in states written before session 2)}
+           re-emission after a crash (a dict of one step in states written before session 2),
+     "fk": the feature key of the last decision, when its step was the lifecycle's fast path}
 
 plus the stream's bookkeeping under :data:`BOOKKEEPING` (last evaluation time, next due time, revision).
 Every output leaves through an :class:`Effects` collector, in the order it happened.
+
+**Elision.** Most decisions change nothing: a login on a day already counted, a payment no policy reads.
+A policy's ``evaluate`` is a pure function of the features it reads (``features_used``), and a lifecycle
+step that confirms the held tier with nothing scheduled only notes the decision and moves the track's
+clock. So when the digest of those features (``fk``) equals the one stored by such a step, and the track
+is still in that state, the policy is neither evaluated nor stepped: its record is kept with the clock
+moved, exactly what the step would have stored, and it writes no read-model record (the one in Redis
+already says the same, apart from ``version`` and ``updated_at``). Outputs and stored states are those of
+the full computation (tests/unit/streams/test_elision.py; bench/bench_hotpath.py's ``outputs`` and
+``states`` digests). Policies with a shadow are never elided.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +37,8 @@ from schemas.outputs import TierChangeEvent, change_id
 from schemas.readmodel import RoutingHints, TierRecord
 from scoring.features import time_sources
 from scoring.lifecycle import StepResult, TierTrack, apply_command, due_at, step_owned
-from scoring.lifecycle.track import iso
+from scoring.lifecycle.machine import utc
+from scoring.lifecycle.track import iso, parse_iso
 from scoring.policy import CompiledPolicy, Decision
 from scoring.rollout import pair_shadows, shadow_diff
 from scoring.state import CustomerState
@@ -88,7 +101,10 @@ class Decider:
         policies: Sequence[CompiledPolicy],
         thresholds: Mapping[str, tuple[float, ...]],
         shadows: Sequence[CompiledPolicy] = (),
+        *,
+        elide: bool = True,
     ) -> None:
+        """``elide=False`` runs every policy's evaluation and step at every decision (tests compare the two)."""
         self.policies = tuple(policies)
         # shadow policy by live policy id: scored on the same features, compared, never emitted
         self.shadows = {live.id: shadow for live, shadow in pair_shadows(self.policies, shadows)}
@@ -101,6 +117,12 @@ class Decider:
         # not woken (loaded, decided, found unchanged) for windows nobody uses.
         self.sources = time_sources(
             name for p in (*self.policies, *self.shadows.values()) for name in p.features_used)
+        # Per policy, the features its decision reads, in a fixed order (the feature key, see
+        # _feature_key); None for a policy with a shadow, which is never elided (its shadow is compared
+        # at every decision, and the comparisons are counted).
+        self._keyed: tuple[tuple[CompiledPolicy, tuple[str, ...] | None], ...] = tuple(
+            (p, None if not elide or p.id in self.shadows else tuple(sorted(p.features_used)))
+            for p in self.policies)
 
     # ------------------------------------------------------------------ decisions
     def decide(
@@ -122,7 +144,8 @@ class Decider:
 
         ``keep_unchanged=False`` (decay): when nothing changed, no read-model records are produced (the
         caller keeps neither them nor the state; the read model's revision lives in the state). Every other
-        effect is the same either way."""
+        effect is the same either way. With ``keep_unchanged`` a policy's record is produced unless its
+        decision was elided (module docstring)."""
         features = state.features(at)
         revision = self._bump(state)
         outputs = len(fx.tier_changes) + len(fx.notices)
@@ -130,16 +153,27 @@ class Decider:
         reads: list[TierRecord | None] = []
         tiers = state.tiers
         changed = False
-        for policy in self.policies:
+        for policy, names in self._keyed:
+            record = tiers.get(policy.id)
+            key = None
+            if names is not None:
+                key = _feature_key(features, names)
+                if record is not None and record.get("fk") == key and _idle(record, policy):
+                    # Elided: the same features as the stored step, which confirmed the held tier with
+                    # nothing scheduled, so the policy decides the same and the step would only note it
+                    # again (the lifecycle's fast path). Its one effect is the track's clock.
+                    tiers[policy.id] = _advanced(record, at)
+                    continue
             decision = policy.evaluate(features)
             shadow = self.shadows.get(policy.id)
             if shadow is not None:
                 self._shadow(decision, shadow.evaluate(features), fx)
-            record = tiers.get(policy.id)
             before = None if record is None else record.get("lc")  # _record replaces the record, never edits it
+            if key is not None and not _fast_path(record, policy, decision):
+                key = None  # only a fast-path step is one an identical decision repeats exactly
             # the track is decoded for this step alone: hand it over (no defensive copy)
             result = step_owned(self._track(state.customer_id, record), policy, decision, at, cause, event_id)
-            reads.append(self._record(state, partition, policy, decision, result, event_id, now, revision, fx))
+            reads.append(self._record(state, partition, policy, decision, result, event_id, now, revision, fx, key))
             tracks[policy.id] = result.track
             if not changed and not _same_stable(before, tiers[policy.id]["lc"]):
                 changed = True
@@ -242,9 +276,13 @@ class Decider:
         now: datetime,
         revision: int,
         fx: Effects,
+        key: str | None = None,
     ) -> TierRecord | None:
         """Store the policy's new record in ``state`` and hand its outputs to ``fx``; returns the read-model
-        record of this decision (the caller adds it to ``fx.read_model``), None before a first tier."""
+        record of this decision (the caller adds it to ``fx.read_model``), None before a first tier.
+
+        ``key``: the feature key of ``decision`` when the step was the lifecycle's fast path (stored as
+        ``fk``: the next decision with the same key is elided); None otherwise (commands, other steps)."""
         previous = state.tiers.get(policy.id)
         record: dict[str, Any] = {
             "tier": result.tier,
@@ -266,6 +304,8 @@ class Decider:
             }]
         if kept:
             record["re"] = kept
+        if key is not None:
+            record["fk"] = key
         state.tiers[policy.id] = record
         for change in result.changes:
             fx.moves.append((partition, policy.id, change.from_tier, change.to_tier))
@@ -319,6 +359,52 @@ def _same_stable(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bo
         if k not in _VOLATILE and b.get(k, _ABSENT) != v:
             return False
     return True
+
+
+def _feature_key(features: Mapping[str, Any], names: Sequence[str]) -> str:
+    """A digest of the values of ``names`` in ``features``: equal keys = equal inputs to the policy's
+    ``evaluate`` (a pure function of the features it reads, ``CompiledPolicy.features_used``).
+
+    ``repr`` is deterministic for every feature value (numbers, Decimal, str, datetimes, JSON attributes),
+    unlike ``hash`` (salted per process for strings): the key is stored in the state, and a restarted worker
+    or the batch replay must find the same one. 64 bits of blake2b: a collision (two different inputs
+    taken for the same, ~2^-64 per comparison) is the one way an elision could be wrong."""
+    return hashlib.blake2b(repr([features.get(name) for name in names]).encode(), digest_size=8).hexdigest()
+
+
+def _fast_path(record: Mapping[str, Any] | None, policy: CompiledPolicy, decision: Decision) -> bool:
+    """Whether the lifecycle step of ``decision`` on the stored ``record`` takes the engine's fast path
+    (``scoring.lifecycle.engine._step``: nothing scheduled, the decision confirms the held tier), whose only
+    effect is to note the decision (scored tier, score, keep) and advance the clock. Mirrors its test on the
+    stored track dict."""
+    if record is None:
+        return False
+    lc = record["lc"]
+    held = lc.get("h")
+    return (held is not None and decision.tier == held and held in policy.tiers
+            and "p" not in lc and "pr" not in lc and "o" not in lc)
+
+
+def _idle(record: Mapping[str, Any], policy: CompiledPolicy) -> bool:
+    """Whether a stored record whose feature key matches may be elided: written by this policy version,
+    its track still as the fast path left it (scored = held, nothing scheduled, a clock), and its
+    re-emission list in the current form (an elision copies the record as is)."""
+    if record.get("pv") != policy.version or isinstance(record.get("re"), dict):
+        return False
+    lc = record["lc"]
+    held = lc.get("h")
+    return (held is not None and lc.get("sc") == held and held in policy.tiers and "at" in lc
+            and "p" not in lc and "pr" not in lc and "o" not in lc)
+
+
+def _advanced(record: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """``record`` with its track's clock moved to ``at`` as the fast-path step would (never backwards):
+    the stored record such a step would write, since an identical decision notes identical values."""
+    lc = record["lc"]
+    at = utc(at)
+    if parse_iso(lc["at"]) >= at:
+        return record
+    return {**record, "lc": {**lc, "at": iso(at)}}  # "at" keeps its place: the state's bytes stay canonical
 
 
 def read_record(

@@ -1,0 +1,263 @@
+"""Decision elision (streams.decide, issue 8): a policy whose inputs did not change is not evaluated again.
+
+The claim under test: eliding changes nothing but the number of read-model records. The same stream,
+driven through a processor that elides and one that evaluates every policy at every decision, gives the
+same tier changes and notices in the same order, the same stored states (apart from the elision keys)
+and the same last read-model record per customer and policy (apart from ``version`` and ``updated_at``),
+with fewer read-model records. The cases that must not be elided (an override, a command, a new policy
+version, a changed feature) are checked one by one, with expectations by hand from five_tier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.events import parse_event
+from scoring.policy import PRESETS_DIR, load_policies, preset_names
+from scoring.state import CustomerState
+from scoring.timers import continuous_thresholds
+from streams.batch import BOOKKEEPING, BatchProcessor, InRecord, Outbox
+from streams.decide import Decider
+from streams.due import DueIndex
+from streams.partitioning import partition_for
+from streams.topics import Topics
+from tierstream.synth import generate_events
+
+END = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = END + timedelta(hours=1)
+TOPICS = Topics("t.")
+
+
+def _records(customers: int, days: int, seed: int = 11) -> list[InRecord]:
+    out, offsets = [], [0] * 4
+    for e in generate_events(customers, seed=seed, start=END - timedelta(days=days), end=END):
+        key = e["customer_id"].encode()
+        p = partition_for(key, 4)
+        out.append(InRecord(TOPICS.input(e["type"]), p, offsets[p], key, orjson.dumps(e), NOW.timestamp()))
+        offsets[p] += 1
+    return out
+
+
+def _processor(specs: list[str], elide: bool) -> BatchProcessor:
+    policies = load_policies(specs)
+    thresholds = continuous_thresholds(p.source for p in policies)
+    processor = BatchProcessor(policies, TOPICS, 4, timedelta(minutes=5), timedelta(days=1100), thresholds=thresholds)
+    processor.decider = Decider(policies, thresholds, elide=elide)
+    return processor
+
+
+def _drain(processor: BatchProcessor, records: list[InRecord], batch: int = 100
+           ) -> tuple[list[bytes], dict[str, bytes], dict[tuple[str, str], dict[str, Any]], int]:
+    """The stream as the worker runs it (batches, then decay rounds up to each partition's watermark).
+    Returns the tier changes and notices in order, the stored states, the last read-model record per
+    (customer, policy) without version and updated_at, and the number of read-model records."""
+    store: dict[str, bytes] = {}
+    due, marks = DueIndex(), {}
+    outputs: list[bytes] = []
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    reads = 0
+
+    def keep(out: Outbox) -> None:
+        nonlocal reads
+        outputs.extend(orjson.dumps(c.model_dump(mode="json", by_alias=True)) for c in out.tier_changes)
+        outputs.extend(orjson.dumps(n.model_dump(mode="json")) for n in out.notices)
+        reads += len(out.read_model)
+        for r in out.read_model:
+            last[(r.customer_id, r.policy)] = r.model_dump(mode="json", exclude={"version", "updated_at"})
+        for partition, mark in out.watermarks.items():
+            marks[partition] = max(mark, marks.get(partition, mark))
+        for customer_id, (partition, at) in out.due.items():
+            due.schedule(partition, customer_id, at)
+
+    for i in range(0, len(records), batch):
+        out = processor.process(records[i : i + batch], lambda c, p: store.get(c), NOW)
+        store.update({c: data for c, (_, data) in out.state_writes.items()})
+        keep(out)
+        decided: dict[str, bytes] = {}
+        for _ in range(50):
+            todo = [(c, p, at) for p, mark in list(marks.items()) for c, at in due.pop_due(p, mark, 2000)]
+            if not todo:
+                break
+            out = processor.decay(todo, lambda c, p, d=decided: d.get(c) or store.get(c), NOW)
+            decided.update({c: data for c, (_, data) in out.state_writes.items()})
+            keep(out)
+        store.update(decided)
+    return outputs, store, last, reads
+
+
+def _without_keys(data: bytes) -> bytes:
+    state = CustomerState.from_bytes(data)
+    for record in state.tiers.values():
+        record.pop("fk", None)
+    return state.to_bytes()
+
+
+@pytest.mark.parametrize("specs", [["five_tier"], preset_names()], ids=["five_tier", "all_presets"])
+@pytest.mark.parametrize(("customers", "days"), [(40, 400), (30, 20)], ids=["sparse_long", "dense_short"])
+def test_eliding_decides_and_stores_exactly_as_evaluating_every_policy(specs, customers, days):
+    # sparse_long: windows empty and review dates pass (decay, lifecycle timers); dense_short: several
+    # events a day per customer, where most decisions change nothing and are elided
+    records = _records(customers, days)
+    full_out, full_store, full_last, full_reads = _drain(_processor(specs, elide=False), records)
+    out, store, last, reads = _drain(_processor(specs, elide=True), records)
+    assert full_out and out == full_out
+    assert store.keys() == full_store.keys()
+    assert all(_without_keys(store[c]) == _without_keys(full_store[c]) for c in store)
+    assert last == full_last
+    assert reads < full_reads  # elisions happened
+    assert any(b'"fk"' in data for data in store.values())
+
+
+class _Recording(Mapping[str, Any]):
+    """A feature view that records every name read."""
+
+    def __init__(self, view: Mapping[str, Any], seen: set[str]) -> None:
+        self._view, self._seen = view, seen
+
+    def __getitem__(self, name: str) -> Any:
+        self._seen.add(name)
+        return self._view[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._seen.add(name)
+        return self._view.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self._seen.add(name)
+        return name in self._view
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("a policy iterated over every feature: its inputs are not features_used")
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+def test_every_preset_reads_only_the_features_it_declares():
+    # Elision keys a decision by the values of features_used: a feature read but not declared could
+    # change without the key changing, and a changed decision would be elided.
+    policies = load_policies(preset_names())
+    states: dict[str, CustomerState] = {}
+    seen: dict[str, set[str]] = {p.id: set() for p in policies}
+    for event in generate_events(25, seed=5, start=END - timedelta(days=500), end=END):
+        parsed = parse_event(orjson.dumps(event), NOW, timedelta(minutes=5))
+        state = states.setdefault(parsed.customer_id, CustomerState.new(parsed.customer_id))
+        state.apply(parsed, parsed.occurred_at - timedelta(days=1100))
+        at = state.last_event_at
+        assert at is not None
+        for policy in policies:
+            policy.evaluate(_Recording(state.features(at), seen[policy.id]))
+    for policy in policies:
+        assert seen[policy.id] <= policy.features_used, policy.id
+        assert seen[policy.id], policy.id
+
+
+# ---------------------------------------------------------------- one customer, by hand (five_tier)
+
+def _order(eid: str, amount: str, at: datetime) -> dict[str, Any]:
+    return {"event_id": eid, "customer_id": "c1", "occurred_at": at.isoformat(), "type": "order",
+            "order_id": f"o-{eid}", "status": "placed", "amount": amount}
+
+
+def _login(eid: str, at: datetime) -> dict[str, Any]:
+    return {"event_id": eid, "customer_id": "c1", "occurred_at": at.isoformat(), "type": "login", "channel": "web"}
+
+
+def _rec(offset: int, value: dict[str, Any], topic: str | None = None) -> InRecord:
+    key = b"c1"
+    return InRecord(topic or TOPICS.input(value["type"]), partition_for(key, 4), offset, key, orjson.dumps(value),
+                    NOW.timestamp())
+
+
+class _Store(dict[str, bytes]):
+    def load(self, customer_id: str, partition: int) -> bytes | None:
+        return self.get(customer_id)
+
+    def run(self, processor: BatchProcessor, *records: InRecord) -> Outbox:
+        out = processor.process(list(records), self.load, NOW)
+        self.update({c: data for c, (_, data) in out.state_writes.items()})
+        return out
+
+    def record(self) -> dict[str, Any]:
+        return CustomerState.from_bytes(self["c1"]).tiers["five_tier"]
+
+
+DAY1 = END - timedelta(days=3)
+
+
+def test_a_login_on_a_day_already_counted_is_elided_and_only_moves_the_clock():
+    store, p = _Store(), _processor(["five_tier"], elide=True)
+    # an order of 100: spend 10 + 1 order 5 + 1 active day 3 + < 1 year 2 = 20 -> bronze (first decision:
+    # not a fast-path step, so no key yet)
+    out = store.run(p, _rec(0, _order("e1", "100", DAY1)))
+    assert [c.to_tier for c in out.tier_changes] == ["bronze"] and "fk" not in store.record()
+    # a login the same day: the same features, and the step confirms bronze: keyed now
+    out = store.run(p, _rec(1, _login("e2", DAY1 + timedelta(hours=1))))
+    assert len(out.read_model) == 1 and "fk" in store.record()
+    keyed = store.record()
+    # another login that day: elided (no read-model record), the record is kept with the clock moved
+    later = DAY1 + timedelta(hours=2)
+    out = store.run(p, _rec(2, _login("e3", later)))
+    assert out.read_model == [] and out.tier_changes == []
+    record = store.record()
+    assert record["lc"]["at"] == later.isoformat()
+    assert {**record, "lc": {**record["lc"], "at": None}} == {**keyed, "lc": {**keyed["lc"], "at": None}}
+    # a login the next day is a second active day (same points, 3): evaluated, same tier, record written
+    out = store.run(p, _rec(3, _login("e4", DAY1 + timedelta(days=1))))
+    assert [r.tier for r in out.read_model] == ["bronze"] and out.tier_changes == []
+
+
+def test_an_order_that_moves_the_score_is_never_elided():
+    store, p = _Store(), _processor(["five_tier"], elide=True)
+    store.run(p, _rec(0, _order("e1", "100", DAY1)), _rec(1, _login("e2", DAY1 + timedelta(hours=1))))
+    store.run(p, _rec(2, _login("e3", DAY1 + timedelta(hours=2))))
+    assert "fk" in store.record()
+    # 1,000,001 more: spend > 1M -> 20, 2 orders -> 5: 20 + 5 + 3 + 2 = 30 -> still bronze, score 30
+    out = store.run(p, _rec(3, _order("e4", "1000001", DAY1 + timedelta(hours=3))))
+    assert [r.score for r in out.read_model] == [30.0]
+
+
+def test_an_override_and_a_command_stop_elision():
+    store, p = _Store(), _processor(["five_tier"], elide=True)
+    store.run(p, _rec(0, _order("e1", "100", DAY1)), _rec(1, _login("e2", DAY1 + timedelta(hours=1))))
+    command = {"type": "set_override", "command_id": "cmd-1", "customer_id": "c1", "policy": "five_tier",
+               "kind": "pin", "tier": "gold", "actor": "exec@example.com", "reason": "board decision"}
+    out = store.run(p, _rec(2, command, TOPICS.admin_commands))
+    assert [a.accepted for a in out.audit] == [True]
+    assert "fk" not in store.record()  # a command's step is not a decision: its record carries no key
+    # with the pin held, the same features are evaluated again every time (an override is scheduled state)
+    for i, hours in enumerate((2, 3)):
+        out = store.run(p, _rec(3 + i, _login(f"e{3 + i}", DAY1 + timedelta(hours=hours))))
+        assert [(r.tier, r.scored_tier) for r in out.read_model] == [("gold", "bronze")]
+
+
+def test_a_new_policy_version_is_evaluated_even_with_the_same_features(tmp_path: Path):
+    store, v1 = _Store(), _processor(["five_tier"], elide=True)
+    store.run(v1, _rec(0, _order("e1", "100", DAY1)))
+    store.run(v1, _rec(1, _login("e2", DAY1 + timedelta(hours=1))))
+    assert "fk" in store.record()
+    text = (PRESETS_DIR / "five_tier.yaml").read_text()
+    v2 = tmp_path / "five_tier_v2.yaml"
+    v2.write_text(text.replace("version: 1", "version: 2", 1))
+    out = store.run(_processor([str(v2)], elide=True), _rec(2, _login("e3", DAY1 + timedelta(hours=2))))
+    assert [(r.policy_version, r.tier) for r in out.read_model] == [(2, "bronze")]
+    assert store.record()["pv"] == 2
+
+
+def test_a_state_without_keys_is_evaluated_and_keyed():
+    # states written before elision existed carry no "fk": the first decision evaluates and keys them
+    store, p = _Store(), _processor(["five_tier"], elide=False)
+    store.run(p, _rec(0, _order("e1", "100", DAY1)), _rec(1, _login("e2", DAY1 + timedelta(hours=1))))
+    assert "fk" not in store.record()
+    elider = _processor(["five_tier"], elide=True)
+    assert len(store.run(elider, _rec(2, _login("e3", DAY1 + timedelta(hours=2)))).read_model) == 1
+    assert "fk" in store.record()
+    assert store.run(elider, _rec(3, _login("e4", DAY1 + timedelta(hours=3)))).read_model == []
+    assert BOOKKEEPING in CustomerState.from_bytes(store["c1"]).tiers
