@@ -16,10 +16,10 @@ A policy's ``evaluate`` is a pure function of the features it reads (``features_
 step that confirms the held tier with nothing scheduled only notes the decision and moves the track's
 clock. So when the digest of those features (``fk``) equals the one stored by such a step, and the track
 is still in that state, the policy is neither evaluated nor stepped: its record is kept with the clock
-moved, exactly what the step would have stored, and it writes no read-model record (the one in Redis
-already says the same, apart from ``version`` and ``updated_at``). Outputs and stored states are those of
-the full computation (tests/unit/streams/test_elision.py; bench/bench_hotpath.py's ``outputs`` and
-``states`` digests). Policies with a shadow are never elided.
+moved, exactly what the step would have stored, and its read-model record is built from the stored track
+(the same content, with this decision's ``version`` and ``updated_at``). Every output, read-model record
+and stored state is the full computation's (tests/unit/streams/test_elision.py; bench/bench_hotpath.py's
+``decisions`` and ``states`` digests). Policies with a shadow are never elided.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Effects:
     flags: dict[tuple[int, str, str], tuple[bool, str | None]] = field(default_factory=dict)
     shadow: dict[tuple[str, ...], int] = field(default_factory=dict)  # ShadowDiff labels -> count
     shadow_evaluations: dict[tuple[str, str], int] = field(default_factory=dict)  # (policy, version) -> count
+    elided: dict[str, int] = field(default_factory=dict)  # policy -> decisions elided (module docstring)
 
 
     def merge(self, other: Effects) -> None:
@@ -91,6 +92,8 @@ class Effects:
             self.shadow[labels] = self.shadow.get(labels, 0) + n
         for key, n in other.shadow_evaluations.items():
             self.shadow_evaluations[key] = self.shadow_evaluations.get(key, 0) + n
+        for policy, n in other.elided.items():
+            self.elided[policy] = self.elided.get(policy, 0) + n
 
 
 class Decider:
@@ -144,8 +147,8 @@ class Decider:
 
         ``keep_unchanged=False`` (decay): when nothing changed, no read-model records are produced (the
         caller keeps neither them nor the state; the read model's revision lives in the state). Every other
-        effect is the same either way. With ``keep_unchanged`` a policy's record is produced unless its
-        decision was elided (module docstring)."""
+        effect is the same either way. An elided policy (module docstring) produces the same effects as
+        its full evaluation."""
         features = state.features(at)
         revision = self._bump(state)
         outputs = len(fx.tier_changes) + len(fx.notices)
@@ -161,8 +164,11 @@ class Decider:
                 if record is not None and record.get("fk") == key and _idle(record, policy):
                     # Elided: the same features as the stored step, which confirmed the held tier with
                     # nothing scheduled, so the policy decides the same and the step would only note it
-                    # again (the lifecycle's fast path). Its one effect is the track's clock.
-                    tiers[policy.id] = _advanced(record, at)
+                    # again (the lifecycle's fast path). Its effects are the track's clock and the
+                    # read-model record of the decision (same content, this revision and time).
+                    record = tiers[policy.id] = _advanced(record, at)
+                    reads.append(_idle_read_record(state.customer_id, policy, record, revision, now))
+                    fx.elided[policy.id] = fx.elided.get(policy.id, 0) + 1
                     continue
             decision = policy.evaluate(features)
             shadow = self.shadows.get(policy.id)
@@ -430,6 +436,34 @@ def read_record(
         "change_id": _change_id(customer_id, policy.id, policy.version, track.seq, track.tier) if track.seq else None,
         "updated_at": now,
         "routing": _routing(policy, track.tier),
+        "customer_id": customer_id,
+        "policy": policy.id,
+    })
+
+
+def _idle_read_record(
+    customer_id: str, policy: CompiledPolicy, record: Mapping[str, Any], revision: int, now: datetime
+) -> TierRecord | None:
+    """:func:`read_record` of an idle stored record (see :func:`_idle`: no override) read from its track
+    dict, without decoding the track: the record an elided decision would have written."""
+    lc = record["lc"]
+    tier = lc.get("t")
+    if tier is None:
+        return None
+    since = lc.get("s")
+    seq = lc["q"]
+    return _unchecked_record({
+        "policy_version": policy.version,
+        "tier": tier,
+        "scored_tier": lc.get("sc"),
+        "score": record.get("score"),
+        "since": parse_iso(since) if since is not None else now,
+        "override": None,
+        "version": revision,
+        "sequence": seq,
+        "change_id": _change_id(customer_id, policy.id, policy.version, seq, tier) if seq else None,
+        "updated_at": now,
+        "routing": _routing(policy, tier),
         "customer_id": customer_id,
         "policy": policy.id,
     })

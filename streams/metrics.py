@@ -100,6 +100,12 @@ TIER_FLIP_FLOPS = Counter(
     "Tier changes that returned to the tier held just before within 30 days (bands too narrow?).",
     ["policy"],
 )
+POLICY_DECISIONS_ELIDED = Counter(
+    "tierstream_policy_decisions_elided_total",
+    "Decisions of a policy skipped because the features it reads had not changed since a step that "
+    "confirmed the held tier (streams.decide): same outputs, no evaluation.",
+    ["policy"],
+)
 TIER_NOTICES = Counter(
     "tierstream_tier_notices_total",
     "Lifecycle notices emitted: proposals opened and closed, at-risk warnings.",

@@ -271,6 +271,8 @@ class Worker:
             metrics.ADMIN_COMMANDS.labels(result.command, str(result.accepted).lower()).inc()
         for policy, n in out.flip_flops.items():
             metrics.TIER_FLIP_FLOPS.labels(policy).inc(n)
+        for policy, n in out.elided.items():
+            metrics.POLICY_DECISIONS_ELIDED.labels(policy).inc(n)
         for labels, n in out.shadow_evaluations.items():
             metrics.SHADOW_EVALUATIONS.labels(*labels).inc(n)
         for labels, n in out.shadow.items():
