@@ -141,6 +141,7 @@ class Run:
             "TIERSTREAM_PARTITIONS": str(self.args.partitions),
             "TIERSTREAM_LOG_LEVEL": "warning",
             **({"TIERSTREAM_BATCH_MAX": str(self.args.batch_max)} if self.args.batch_max else {}),
+            **dict(item.split("=", 1) for item in self.args.worker_env),
         }
 
     def redis_prefix(self, scenario: str) -> str:
@@ -617,6 +618,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--batch-max", type=int, default=0, help="TIERSTREAM_BATCH_MAX (0: the worker's default)")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for every tierstream worker of the run (repeatable), e.g. "
+                         "TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED=false")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=600.0, help="per drain phase")
     ap.add_argument("--skip", default="", help="comma list of: raw,naive,one,unbatched,all,latency")
@@ -652,7 +656,8 @@ def main() -> None:
         "worker_settings": {"batch_max": args.batch_max or "default", "store": "rocksdb://",
                             "embedded_broker": "worker: end-offset correction, producers batch (default); "
                                                "worker_one_unbatched: one record per producer batch; "
-                                               "naive app: producers batch"},
+                                               "naive app: producers batch",
+                            "extra": dict(item.split("=", 1) for item in args.worker_env)},
         "targets": TARGETS,
         "scenarios": {},
     }

@@ -90,7 +90,9 @@ class BatchProcessor:
         horizon: timedelta,
         thresholds: Mapping[str, tuple[float, ...]] | None = None,
         shadows: Sequence[CompiledPolicy] = (),
+        rewrite_elided: bool = True,
     ) -> None:
+        """``rewrite_elided``: see :class:`streams.decide.Decider`."""
         if not policies:
             raise ValueError("at least one policy is required")
         self.policies = tuple(policies)
@@ -98,7 +100,7 @@ class BatchProcessor:
         self.partitions = partitions
         self.max_future_skew = max_future_skew
         self.horizon = horizon
-        self.decider = Decider(self.policies, thresholds or {}, shadows)
+        self.decider = Decider(self.policies, thresholds or {}, shadows, rewrite_elided=rewrite_elided)
         self._partitions: dict[bytes, int] = {}  # customer id -> partition_for(it): see _partition
 
     # ------------------------------------------------------------------ validation and routing

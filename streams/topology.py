@@ -70,6 +70,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         horizon=lateness_horizon(settings, policies),
         thresholds=continuous_thresholds(p.source for p in policies),
         shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
+        rewrite_elided=settings.read_model_rewrite_unchanged,
     )
     writer = ReadModelWriter.from_settings(settings)
     worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching)

@@ -23,3 +23,14 @@ def test_producers_batch_on_kafka_and_by_default_on_the_embedded_broker(monkeypa
     monkeypatch.setenv("TIERSTREAM_EMBEDDED_OFFSET_CORRECTION", "0")
     assert not Settings(embedded_broker=True).producer_batching
     assert Settings().producer_batching  # Kafka needs no correction
+
+
+def test_read_model_rewrites_are_on_by_default_and_reach_the_decider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.topology import build_worker
+
+    assert Settings().read_model_rewrite_unchanged  # the contract: updated_at = the last decision
+    monkeypatch.setenv("TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED", "false")
+    settings = Settings()
+    assert not settings.read_model_rewrite_unchanged
+    _, worker = build_worker(settings)
+    assert worker.processor.decider.rewrite_elided is False

@@ -43,29 +43,30 @@ def _records(customers: int, days: int, seed: int = 11) -> list[InRecord]:
     return out
 
 
-def _processor(specs: list[str], elide: bool) -> BatchProcessor:
+def _processor(specs: list[str], elide: bool, rewrite: bool = True) -> BatchProcessor:
     policies = load_policies(specs)
     thresholds = continuous_thresholds(p.source for p in policies)
     processor = BatchProcessor(policies, TOPICS, 4, timedelta(minutes=5), timedelta(days=1100), thresholds=thresholds)
-    processor.decider = Decider(policies, thresholds, elide=elide)
+    processor.decider = Decider(policies, thresholds, elide=elide, rewrite_elided=rewrite)
     return processor
 
 
 def _drain(processor: BatchProcessor, records: list[InRecord], batch: int = 100
-           ) -> tuple[list[bytes], dict[str, bytes], int]:
+           ) -> tuple[list[bytes], list[dict[str, Any]], dict[str, bytes], int]:
     """The stream as the worker runs it (batches, then decay rounds up to each partition's watermark).
-    Returns the tier changes, notices and read-model records in order, the stored states, and the number
-    of elided policy decisions."""
+    Returns the tier changes and notices in order, the read-model records in order, the stored states, and
+    the number of elided policy decisions."""
     store: dict[str, bytes] = {}
     due, marks = DueIndex(), {}
     outputs: list[bytes] = []
+    reads: list[dict[str, Any]] = []
     elided = 0
 
     def keep(out: Outbox) -> None:
         nonlocal elided
         outputs.extend(orjson.dumps(c.model_dump(mode="json", by_alias=True)) for c in out.tier_changes)
         outputs.extend(orjson.dumps(n.model_dump(mode="json")) for n in out.notices)
-        outputs.extend(orjson.dumps(r.model_dump(mode="json")) for r in out.read_model)
+        reads.extend(r.model_dump(mode="json") for r in out.read_model)
         elided += sum(out.elided.values())
         for partition, mark in out.watermarks.items():
             marks[partition] = max(mark, marks.get(partition, mark))
@@ -85,7 +86,7 @@ def _drain(processor: BatchProcessor, records: list[InRecord], batch: int = 100
             decided.update({c: data for c, (_, data) in out.state_writes.items()})
             keep(out)
         store.update(decided)
-    return outputs, store, elided
+    return outputs, reads, store, elided
 
 
 def _without_keys(data: bytes) -> bytes:
@@ -101,12 +102,42 @@ def test_eliding_decides_and_stores_exactly_as_evaluating_every_policy(specs, cu
     # long: windows empty and review dates pass (decay, lifecycle timers); short: many customers' first
     # weeks (first decisions, first fast-path steps)
     records = _records(customers, days)
-    full_out, full_store, none = _drain(_processor(specs, elide=False), records)
-    out, store, elided = _drain(_processor(specs, elide=True), records)
+    full_out, full_reads, full_store, none = _drain(_processor(specs, elide=False), records)
+    out, reads, store, elided = _drain(_processor(specs, elide=True), records)
     assert full_out and out == full_out
+    assert reads == full_reads
     assert store.keys() == full_store.keys()
     assert all(_without_keys(store[c]) == _without_keys(full_store[c]) for c in store)
     assert none == 0 and elided > 0  # and elisions happened
+
+
+def _latest(reads: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """What Redis ends up holding per (customer, policy): the record of the highest version."""
+    held: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in reads:
+        key = (r["customer_id"], r["policy"])
+        if key not in held or r["version"] > held[key]["version"]:
+            held[key] = r
+    return held
+
+
+@pytest.mark.parametrize("specs", [["five_tier"], preset_names()], ids=["five_tier", "all_presets"])
+def test_without_rewrites_redis_ends_with_the_same_content_from_fewer_writes(specs):
+    # TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED=false: elided decisions write no read-model record
+    records = _records(40, 400)
+    full_out, full_reads, full_store, _ = _drain(_processor(specs, elide=False), records)
+    out, reads, store, elided = _drain(_processor(specs, elide=True, rewrite=False), records)
+    assert out == full_out and store.keys() == full_store.keys()
+    assert all(_without_keys(store[c]) == _without_keys(full_store[c]) for c in store)
+    assert elided and len(reads) < len(full_reads)  # (elided decays of a decay that changed nothing wrote none)
+    # every record written is the one the full computation wrote at that version
+    full_by_version = {(r["customer_id"], r["policy"], r["version"]): r for r in full_reads}
+    assert all(full_by_version[(r["customer_id"], r["policy"], r["version"])] == r for r in reads)
+
+    def content(held: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {k: {f: v for f, v in r.items() if f not in ("version", "updated_at")} for k, r in held.items()}
+
+    assert content(_latest(reads)) == content(_latest(full_reads))
 
 
 class _Recording(Mapping[str, Any]):
