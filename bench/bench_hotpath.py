@@ -72,11 +72,11 @@ def make_records(customers: int, seed: int, days: int) -> list[InRecord]:
 class Run:
     """One drain of the load through a fresh processor and store (the worker's order of work)."""
 
-    def __init__(self, policies: list[Any], batch: int) -> None:
+    def __init__(self, policies: list[Any], batch: int, rewrite: bool = True) -> None:
         days = min(max(p.max_window_days for p in policies), MAX_RETENTION_DAYS)
         self.processor = BatchProcessor(
             policies, TOPICS, PARTITIONS, max_future_skew=timedelta(minutes=5), horizon=timedelta(days=days),
-            thresholds=continuous_thresholds(p.source for p in policies))
+            thresholds=continuous_thresholds(p.source for p in policies), rewrite_elided=rewrite)
         self.batch = batch
         self.store: dict[str, bytes] = {}
         self.due = DueIndex()
@@ -176,7 +176,7 @@ def scenario(name: str, specs: list[str], records: list[InRecord], args: argpars
     policies = load_policies(specs)
     best: dict[str, Any] | None = None
     for i in range(args.repeat):
-        run = Run(policies, args.batch)
+        run = Run(policies, args.batch, args.rewrite_unchanged == "true")
         profiler = cProfile.Profile() if args.profile and i == args.repeat - 1 and name == args.first else None
         wall0, cpu0 = time.perf_counter(), time.process_time()
         if profiler is not None:
@@ -212,6 +212,9 @@ def main() -> None:
                          "TIERSTREAM_BATCH_MAX is 10000, reached when it is behind)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per scenario; the lowest CPU time counts")
     ap.add_argument("--scenarios", default="one,all")
+    ap.add_argument("--rewrite-unchanged", choices=("true", "false"), default="true",
+                    help="TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED: false leaves elided decisions' read-model "
+                         "records out (the decisions digest and record count then differ; outputs and states not)")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile output of the first scenario's last run")
     args = ap.parse_args()
     records = make_records(args.customers, args.seed, args.days)
