@@ -390,12 +390,7 @@ def _fast_path(record: Mapping[str, Any] | None, policy: CompiledPolicy, decisio
     (``scoring.lifecycle.engine._step``: nothing scheduled, the decision confirms the held tier), whose only
     effect is to note the decision (scored tier, score, keep) and advance the clock. Mirrors its test on the
     stored track dict."""
-    if record is None:
-        return False
-    lc = record["lc"]
-    held = lc.get("h")
-    return (held is not None and decision.tier == held and held in policy.tiers
-            and "p" not in lc and "pr" not in lc and "o" not in lc)
+    return record is not None and decision.tier == record["lc"].get("h") and _settled(record["lc"], policy)
 
 
 def _idle(record: Mapping[str, Any], policy: CompiledPolicy) -> bool:
@@ -405,9 +400,14 @@ def _idle(record: Mapping[str, Any], policy: CompiledPolicy) -> bool:
     if record.get("pv") != policy.version or isinstance(record.get("re"), dict):
         return False
     lc = record["lc"]
+    return lc.get("sc") == lc.get("h") and "at" in lc and _settled(lc, policy)
+
+
+def _settled(lc: Mapping[str, Any], policy: CompiledPolicy) -> bool:
+    """A track dict holding a tier of ``policy`` with nothing scheduled: no pending change, proposal or
+    override (the engine's fast-path condition, apart from the decision)."""
     held = lc.get("h")
-    return (held is not None and lc.get("sc") == held and held in policy.tiers and "at" in lc
-            and "p" not in lc and "pr" not in lc and "o" not in lc)
+    return held is not None and held in policy.tiers and "p" not in lc and "pr" not in lc and "o" not in lc
 
 
 def _advanced(record: dict[str, Any], at: datetime) -> dict[str, Any]:
@@ -427,22 +427,30 @@ def read_record(
     if track.tier is None:
         return None
     view = track.override_view()
-    # Built without validation: one per policy per decision (eleven presets: ~6 % of the batch core in
-    # validation alone), from values our own typed code made; bench/bench_hotpath.py's decisions digest
-    # (which serializes every record) is identical either way. The field dict is in TierRecord's field
-    # order (what model_construct builds, and what its serializer walks).
+    return _built_record(customer_id, policy, track.tier, track.scored, score, track.since or now,
+                         None if view is None else view.model_dump(mode="json"), revision, track.seq, now)
+
+
+def _built_record(
+    customer_id: str, policy: CompiledPolicy, tier: str, scored: str | None, score: float | None, since: datetime,
+    override: dict[str, Any] | None, revision: int, seq: int, now: datetime,
+) -> TierRecord:
+    """The read-model record of these values. Built without validation: one per policy per decision (eleven
+    presets: ~6 % of the batch core in validation alone), from values our own typed code made;
+    bench/bench_hotpath.py's decisions digest (which serializes every record) is identical either way. The
+    field dict is in TierRecord's field order (what model_construct builds, and what its serializer walks)."""
     return _unchecked_record({
         "policy_version": policy.version,
-        "tier": track.tier,
-        "scored_tier": track.scored,
+        "tier": tier,
+        "scored_tier": scored,
         "score": score,
-        "since": track.since or now,
-        "override": None if view is None else view.model_dump(mode="json"),
+        "since": since,
+        "override": override,
         "version": revision,
-        "sequence": track.seq,
-        "change_id": _change_id(customer_id, policy.id, policy.version, track.seq, track.tier) if track.seq else None,
+        "sequence": seq,
+        "change_id": _change_id(customer_id, policy.id, policy.version, seq, tier) if seq else None,
         "updated_at": now,
-        "routing": _routing(policy, track.tier),
+        "routing": _routing(policy, tier),
         "customer_id": customer_id,
         "policy": policy.id,
     })
@@ -458,22 +466,8 @@ def _idle_read_record(
     if tier is None:
         return None
     since = lc.get("s")
-    seq = lc["q"]
-    return _unchecked_record({
-        "policy_version": policy.version,
-        "tier": tier,
-        "scored_tier": lc.get("sc"),
-        "score": record.get("score"),
-        "since": parse_iso(since) if since is not None else now,
-        "override": None,
-        "version": revision,
-        "sequence": seq,
-        "change_id": _change_id(customer_id, policy.id, policy.version, seq, tier) if seq else None,
-        "updated_at": now,
-        "routing": _routing(policy, tier),
-        "customer_id": customer_id,
-        "policy": policy.id,
-    })
+    return _built_record(customer_id, policy, tier, lc.get("sc"), record.get("score"),
+                         parse_iso(since) if since is not None else now, None, revision, lc["q"], now)
 
 
 _RECORD_FIELDS = frozenset(TierRecord.model_fields)
