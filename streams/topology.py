@@ -45,6 +45,7 @@ def _initialize_series(policies: list[CompiledPolicy]) -> None:
     its kind (a labelled counter does not exist until incremented)."""
     for policy in policies:
         metrics.TIER_FLIP_FLOPS.labels(policy.id)
+        metrics.POLICY_DECISIONS_ELIDED.labels(policy.id)
         metrics.ROLLOUT_BLOCKED.labels(policy.id, str(policy.version)).set(0)
         metrics.ROLLOUT_CHANGING_SHARE.labels(policy.id, str(policy.version)).set(0)
         metrics.PENDING_APPROVALS.labels(policy.id).set(0)
