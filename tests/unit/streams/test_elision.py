@@ -10,7 +10,7 @@ checked one by one, with expectations by hand from five_tier.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +23,9 @@ from scoring.state import CustomerState
 from scoring.timers import continuous_thresholds
 from streams.batch import BOOKKEEPING, BatchProcessor, InRecord, Outbox
 from streams.decide import Decider
-from streams.due import DueIndex
 from streams.partitioning import partition_for
-from streams.topics import Topics
+from tests.unit.streams.stream_driver import END, NOW, TOPICS, run_like_worker, synthetic_records
 from tierstream.synth import generate_events
-
-END = datetime(2026, 1, 1, tzinfo=UTC)
-NOW = END + timedelta(hours=1)
-TOPICS = Topics("t.")
-
-
-def _records(customers: int, days: int, seed: int = 11) -> list[InRecord]:
-    out, offsets = [], [0] * 4
-    for e in generate_events(customers, seed=seed, start=END - timedelta(days=days), end=END):
-        key = e["customer_id"].encode()
-        p = partition_for(key, 4)
-        out.append(InRecord(TOPICS.input(e["type"]), p, offsets[p], key, orjson.dumps(e), NOW.timestamp()))
-        offsets[p] += 1
-    return out
 
 
 def _processor(specs: list[str], elide: bool, rewrite: bool = True) -> BatchProcessor:
@@ -53,11 +38,8 @@ def _processor(specs: list[str], elide: bool, rewrite: bool = True) -> BatchProc
 
 def _drain(processor: BatchProcessor, records: list[InRecord], batch: int = 100
            ) -> tuple[list[bytes], list[dict[str, Any]], dict[str, bytes], int]:
-    """The stream as the worker runs it (batches, then decay rounds up to each partition's watermark).
-    Returns the tier changes and notices in order, the read-model records in order, the stored states, and
-    the number of elided policy decisions."""
-    store: dict[str, bytes] = {}
-    due, marks = DueIndex(), {}
+    """The stream as the worker runs it. Returns the tier changes and notices in order, the read-model
+    records in order, the stored states, and the number of elided policy decisions."""
     outputs: list[bytes] = []
     reads: list[dict[str, Any]] = []
     elided = 0
@@ -68,24 +50,8 @@ def _drain(processor: BatchProcessor, records: list[InRecord], batch: int = 100
         outputs.extend(orjson.dumps(n.model_dump(mode="json")) for n in out.notices)
         reads.extend(r.model_dump(mode="json") for r in out.read_model)
         elided += sum(out.elided.values())
-        for partition, mark in out.watermarks.items():
-            marks[partition] = max(mark, marks.get(partition, mark))
-        for customer_id, (partition, at) in out.due.items():
-            due.schedule(partition, customer_id, at)
 
-    for i in range(0, len(records), batch):
-        out = processor.process(records[i : i + batch], lambda c, p: store.get(c), NOW)
-        store.update({c: data for c, (_, data) in out.state_writes.items()})
-        keep(out)
-        decided: dict[str, bytes] = {}
-        for _ in range(50):
-            todo = [(c, p, at) for p, mark in list(marks.items()) for c, at in due.pop_due(p, mark, 2000)]
-            if not todo:
-                break
-            out = processor.decay(todo, lambda c, p, d=decided: d.get(c) or store.get(c), NOW)
-            decided.update({c: data for c, (_, data) in out.state_writes.items()})
-            keep(out)
-        store.update(decided)
+    store, _ = run_like_worker(processor, records, keep, batch)
     return outputs, reads, store, elided
 
 
@@ -101,7 +67,7 @@ def _without_keys(data: bytes) -> bytes:
 def test_eliding_decides_and_stores_exactly_as_evaluating_every_policy(specs, customers, days):
     # long: windows empty and review dates pass (decay, lifecycle timers); short: many customers' first
     # weeks (first decisions, first fast-path steps)
-    records = _records(customers, days)
+    records = synthetic_records(customers, days)
     full_out, full_reads, full_store, none = _drain(_processor(specs, elide=False), records)
     out, reads, store, elided = _drain(_processor(specs, elide=True), records)
     assert full_out and out == full_out
@@ -124,7 +90,7 @@ def _latest(reads: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]
 @pytest.mark.parametrize("specs", [["five_tier"], preset_names()], ids=["five_tier", "all_presets"])
 def test_without_rewrites_redis_ends_with_the_same_content_from_fewer_writes(specs):
     # TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED=false: elided decisions write no read-model record
-    records = _records(40, 400)
+    records = synthetic_records(40, 400)
     full_out, full_reads, full_store, _ = _drain(_processor(specs, elide=False), records)
     out, reads, store, elided = _drain(_processor(specs, elide=True, rewrite=False), records)
     assert out == full_out and store.keys() == full_store.keys()

@@ -10,7 +10,7 @@ states (apart from the stored next due time, which is the point), with fewer dec
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import orjson
 import pytest
@@ -20,62 +20,24 @@ from scoring.policy import load_policies, preset_names
 from scoring.state import CustomerState
 from scoring.timers import continuous_thresholds
 from streams.batch import BOOKKEEPING, BatchProcessor, InRecord, Outbox
-from streams.due import DueIndex
-from streams.partitioning import partition_for
-from streams.topics import Topics
-from tierstream.synth import generate_events
-
-END = datetime(2026, 1, 1, tzinfo=UTC)
-NOW = END + timedelta(hours=1)
-TOPICS = Topics("t.")
-
-
-def _records(customers: int, days: int) -> list[InRecord]:
-    out, offsets = [], [0] * 4
-    for e in generate_events(customers, seed=11, start=END - timedelta(days=days), end=END):
-        key = e["customer_id"].encode()
-        p = partition_for(key, 4)
-        out.append(InRecord(TOPICS.input(e["type"]), p, offsets[p], key, orjson.dumps(e), NOW.timestamp()))
-        offsets[p] += 1
-    return out
+from tests.unit.streams.stream_driver import TOPICS, run_like_worker, synthetic_records
 
 
 def _drain(processor: BatchProcessor, records: list[InRecord], batch: int = 200) -> tuple[dict, dict, int]:
     """Run the stream as the worker does; returns every customer's outputs in order, the stored states, and
     the number of decays run. (Across customers the order may differ: a customer woken fewer times reaches
     a due time in an earlier decay round; it is decided at that due time all the same.)"""
-    store: dict[str, bytes] = {}
-    due, marks = DueIndex(), {}
-    outputs: list = []
-    decays = 0
+    by_customer: dict[str, list[bytes]] = {}
 
     def keep(out: Outbox) -> None:
-        outputs.extend((c.customer_id, orjson.dumps(c.model_dump(mode="json", by_alias=True)))
-                       for c in out.tier_changes)
-        outputs.extend((n.customer_id, orjson.dumps(n.model_dump(mode="json"))) for n in out.notices)
-        outputs.extend((r.customer_id, orjson.dumps(r.model_dump(mode="json"))) for r in out.read_model)
-        for partition, mark in out.watermarks.items():
-            marks[partition] = max(mark, marks.get(partition, mark))
-        for customer_id, (partition, at) in out.due.items():
-            due.schedule(partition, customer_id, at)
+        for c in out.tier_changes:
+            by_customer.setdefault(c.customer_id, []).append(orjson.dumps(c.model_dump(mode="json", by_alias=True)))
+        for n in out.notices:
+            by_customer.setdefault(n.customer_id, []).append(orjson.dumps(n.model_dump(mode="json")))
+        for r in out.read_model:
+            by_customer.setdefault(r.customer_id, []).append(orjson.dumps(r.model_dump(mode="json")))
 
-    for i in range(0, len(records), batch):
-        out = processor.process(records[i : i + batch], lambda c, p: store.get(c), NOW)
-        store.update({c: data for c, (_, data) in out.state_writes.items()})
-        keep(out)
-        decided: dict[str, bytes] = {}
-        for _ in range(50):
-            todo = [(c, p, at) for p, mark in list(marks.items()) for c, at in due.pop_due(p, mark, 2000)]
-            if not todo:
-                break
-            decays += len(todo)
-            out = processor.decay(todo, lambda c, p, d=decided: d.get(c) or store.get(c), NOW)
-            decided.update({c: data for c, (_, data) in out.state_writes.items()})
-            keep(out)
-        store.update(decided)
-    by_customer: dict[str, list[bytes]] = {}
-    for customer_id, data in outputs:
-        by_customer.setdefault(customer_id, []).append(data)
+    store, decays = run_like_worker(processor, records, keep, batch)
     return by_customer, store, decays
 
 
@@ -88,7 +50,7 @@ def _without_due(data: bytes) -> bytes:
 @pytest.mark.parametrize("specs", [["five_tier"], preset_names()], ids=["five_tier", "all_presets"])
 def test_filtered_schedule_decides_exactly_as_the_full_one(specs):
     policies = load_policies(specs)
-    records = _records(40, 400)  # long enough for windows to empty and review dates to pass
+    records = synthetic_records(40, 400)  # long enough for windows to empty and review dates to pass
 
     def processor(every_source: bool) -> BatchProcessor:
         p = BatchProcessor(policies, TOPICS, 4, timedelta(minutes=5), timedelta(days=1100),
