@@ -108,25 +108,22 @@ class Run:
         self.changes += len(out.tier_changes)
         self.read_records += len(out.read_model)
         self.elided += sum(out.elided.values())
-        update, update_outputs = self.digest.update, self.outputs.update
+        update = self.digest.update
+
+        def both(data: bytes) -> None:  # outputs are in both digests, read-model records in decisions only
+            update(data)
+            self.outputs.update(data)
+
         for c in out.tier_changes:
-            data = orjson.dumps(c.model_dump(mode="json", by_alias=True))
-            update(data)
-            update_outputs(data)
+            both(orjson.dumps(c.model_dump(mode="json", by_alias=True)))
         for n in out.notices:
-            data = orjson.dumps(n.model_dump(mode="json"))
-            update(data)
-            update_outputs(data)
+            both(orjson.dumps(n.model_dump(mode="json")))
         for a in out.audit:
-            data = orjson.dumps(a.model_dump(mode="json"))
-            update(data)
-            update_outputs(data)
+            both(orjson.dumps(a.model_dump(mode="json")))
         for r in out.read_model:
             update(orjson.dumps(r.model_dump(mode="json")))
         for d in out.dead_letters:
-            data = f"{d.reason}|{d.record.offset}".encode()
-            update(data)
-            update_outputs(data)
+            both(f"{d.reason}|{d.record.offset}".encode())
 
     def _run_due(self, limit: int = 2000, rounds: int = 50) -> None:
         decided: dict[str, tuple[int, bytes]] = {}

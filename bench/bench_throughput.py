@@ -141,7 +141,7 @@ class Run:
             "TIERSTREAM_PARTITIONS": str(self.args.partitions),
             "TIERSTREAM_LOG_LEVEL": "warning",
             **({"TIERSTREAM_BATCH_MAX": str(self.args.batch_max)} if self.args.batch_max else {}),
-            **dict(item.split("=", 1) for item in self.args.worker_env),
+            **dict(self.args.worker_env),
         }
 
     def redis_prefix(self, scenario: str) -> str:
@@ -609,6 +609,14 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _setting(text: str) -> tuple[str, str]:
+    """``--worker-env NAME=VALUE`` as (name, value); anything else is a usage error."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # ~28k events: the worker drains ~700 events/s with one policy and ~170/s with eleven presets on this
@@ -618,7 +626,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--batch-max", type=int, default=0, help="TIERSTREAM_BATCH_MAX (0: the worker's default)")
-    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE", type=_setting,
                     help="a setting for every tierstream worker of the run (repeatable), e.g. "
                          "TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED=false")
     ap.add_argument("--latency-seconds", type=float, default=20.0)
@@ -657,7 +665,7 @@ def main() -> None:
                             "embedded_broker": "worker: end-offset correction, producers batch (default); "
                                                "worker_one_unbatched: one record per producer batch; "
                                                "naive app: producers batch",
-                            "extra": dict(item.split("=", 1) for item in args.worker_env)},
+                            "extra": dict(args.worker_env)},
         "targets": TARGETS,
         "scenarios": {},
     }

@@ -165,9 +165,9 @@ class Decider:
         for policy, names in self._keyed:
             record = tiers.get(policy.id)
             key = None
-            if names is not None:
+            if names is not None and record is not None:  # a first decision is never a fast-path step
                 key = _feature_key(features, names)
-                if record is not None and record.get("fk") == key and _idle(record, policy):
+                if record.get("fk") == key and _idle(record, policy):
                     # Elided: the same features as the stored step, which confirmed the held tier with
                     # nothing scheduled, so the policy decides the same and the step would only note it
                     # again (the lifecycle's fast path). Its effects are the track's clock and the

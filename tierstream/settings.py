@@ -91,13 +91,6 @@ class Settings(BaseSettings):
         6.0, gt=0, description="Consumer session timeout; group join takes about half of it."
     )
     heartbeat_interval_seconds: float = Field(1.0, gt=0, description="Consumer heartbeat interval.")
-    read_model_rewrite_unchanged: bool = Field(
-        True, description="Every event decision rewrites the customer's read-model records, so `updated_at` "
-        "(and the API's `staleness_seconds`) tells when the worker last decided. false: a policy decision "
-        "elided because its inputs did not change (docs/performance.md, session 5) writes nothing, so Redis "
-        "takes about half the writes, and `updated_at` tells when the record last changed or was last "
-        "evaluated in full."
-    )
     # --- redis read model
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -105,6 +98,13 @@ class Settings(BaseSettings):
         description="Redis holding the support-routing read model.",
     )
     redis_prefix: str = Field("ts:", description="Prefix of every Redis key.")
+    read_model_rewrite_unchanged: bool = Field(
+        True, description="Every event decision rewrites the customer's read-model records, so `updated_at` "
+        "(and the API's `staleness_seconds`) tells when the worker last decided. false: a policy decision "
+        "elided because its inputs did not change (docs/performance.md, session 5) writes nothing, so Redis "
+        "takes about half the writes, and `updated_at` tells when the record last changed or was last "
+        "evaluated in full."
+    )
     # --- http api
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8080, ge=0, le=65535, description="API port.")
