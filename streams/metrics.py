@@ -70,6 +70,10 @@ INPUT_RESEEKS = Counter(
     "tierstream_input_reseeks_total",
     "Times the consumer skipped input records and was sought back to them (streams.offsets).",
 )
+INPUT_STALLS = Counter(
+    "tierstream_input_stalls_total",
+    "Times an input partition behind its end delivered nothing and was sought again (streams.stalls).",
+)
 INPUT_GAPS_ACCEPTED = Counter(
     "tierstream_input_gaps_accepted_total",
     "Holes in input partitions accepted as real after seeking back (transaction markers, retention).",

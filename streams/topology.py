@@ -181,6 +181,17 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         if not app.should_stop:
             await rollout.step()
 
+    @app.timer(interval=settings.stall_check_seconds)
+    async def _stalls() -> None:
+        # After a rebalance's seeks have run (ready), never during one: then partitions wait on purpose.
+        if app.should_stop or not state["ready"] or app.rebalancing:
+            return
+        try:
+            partitions = [tp for tp in app.consumer.assignment() if tp.topic in input_topics]
+            await worker.unstall(partitions, source.queue.empty)
+        except Exception:  # an exception in a Faust timer crashes the app
+            log.exception("checking input partitions for stalls failed")
+
     @app.task
     async def _started() -> None:
         await writer.start()

@@ -38,6 +38,7 @@ from streams.bulk import BulkProducer
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
+from streams.stalls import Probe, StallWatch
 from streams.topics import Topics
 from tierstream.readmodel.writer import ReadModelWriter
 
@@ -78,6 +79,29 @@ def to_record(msg: Message) -> InRecord:
     )
 
 
+def _partition_state(consumer: object, tp: object) -> object | None:
+    """aiokafka's state of ``tp`` in Faust's consumer (position, high watermark, paused), read without
+    awaiting: ``consumer.position`` waits for a position that may never come, which is what a stall is."""
+    try:
+        aiokafka = consumer._thread._consumer  # type: ignore[attr-defined]
+        assignment = aiokafka._subscription.subscription.assignment
+        return assignment.state_value(tp) if assignment is not None else None
+    except Exception:  # not started, stopping, or tp no longer assigned
+        return None
+
+
+def _fetcher_view(consumer: object, tp: object) -> dict[str, object]:
+    """For the stall log: whether aiokafka holds fetched records of ``tp`` it has not handed over, whether
+    it or Faust has ``tp`` paused. Each is what would keep a partition from being fetched again."""
+    view: dict[str, object] = {}
+    with contextlib.suppress(Exception):
+        aiokafka = consumer._thread._consumer  # type: ignore[attr-defined]
+        view["fetched_unread"] = tp in aiokafka._fetcher._records
+        view["paused"] = _partition_state(consumer, tp).paused  # type: ignore[union-attr]
+        view["faust_active"] = tp in consumer._active_partitions  # type: ignore[attr-defined]
+    return view
+
+
 class Worker:
     """Holds the app's topics, table, processor and read-model writer; ``handle`` processes one batch."""
 
@@ -103,6 +127,7 @@ class Worker:
         # allowed (streams.rollout.Rollout.after_rebalance); cleared at every assignment.
         self.gate = asyncio.Event()
         self.offsets = OffsetGuard()
+        self.stalls = StallWatch()
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.tier_changes = app.topic(topics.tier_changes, **raw)
         self.dead_letters = app.topic(topics.dead_letters, **raw)
@@ -205,6 +230,46 @@ class Worker:
         for tp, (first_missing, first_present) in gaps.items():
             metrics.INPUT_GAPS_ACCEPTED.inc()
             await consumer._tierstream_add_gap(tp, first_missing, first_present - 1)  # type: ignore[attr-defined]
+
+    async def unstall(self, partitions: Sequence[object], idle: Callable[[], bool]) -> dict[object, int]:
+        """Seek input ``partitions`` (this worker's, now) that the consumer stopped delivering back to the next
+        offset to apply (:mod:`streams.stalls`); ``idle()``: whether the source queue is empty (asked once
+        no batch is running). Returns the seeks made.
+        Does nothing while records may not be applied (rebalancing, stopping, rollout gate shut): then the
+        partitions wait on purpose."""
+        if not self.gate.is_set():
+            return {}
+        async with self.lock:
+            epoch = self.epoch()
+            if epoch is None:
+                return {}
+            guard = self.offsets
+            known = guard.expected if guard.generation == epoch else {}
+            probes = {tp: self._probe(tp, known) for tp in partitions}
+            seeks = self.stalls.check({tp: p for tp, p in probes.items() if p is not None}, idle())
+            consumer = self.app.consumer
+            for tp, offset in seeks.items():
+                metrics.INPUT_STALLS.inc()
+                probe = probes[tp]
+                log.warning("input partition stalled behind its end: seeking it again", extra={
+                    "topic": tp.topic, "partition": tp.partition, "offset": offset,  # type: ignore[attr-defined]
+                    "position": probe.position if probe else None,
+                    "highwater": probe.highwater if probe else None, "seeks": self.stalls.seeks(tp),
+                    **_fetcher_view(consumer, tp)})
+                try:
+                    await consumer.seek(tp, offset)  # type: ignore[attr-defined]
+                except Exception:
+                    log.exception("seeking a stalled partition failed", extra={"partition": tp.partition})  # type: ignore[attr-defined]
+            return seeks
+
+    def _probe(self, tp: object, known: Mapping[object, int]) -> Probe | None:
+        """The stall watch's view of input partition ``tp``; None when the consumer does not hold it."""
+        state = _partition_state(self.app.consumer, tp)
+        if state is None:
+            return None
+        expected = known.get(tp)
+        return Probe(expected=self.start_offset(tp) if expected is None else expected,
+                     position=state._position, highwater=state.highwater)
 
     async def run_due(self) -> None:
         """Re-score customers whose due time the decay clock has passed (called by a timer too, so a

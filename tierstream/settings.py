@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         0.05, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
         "caught up, a batch is cut at once."
     )
+    stall_check_seconds: float = Field(
+        2.0, gt=0, description="How often the worker checks for input partitions behind their end that deliver "
+        "nothing (then it seeks them again: streams.stalls); a stall is acted on after two to 32 checks."
+    )
     session_timeout_seconds: float = Field(
         6.0, gt=0, description="Consumer session timeout; group join takes about half of it."
     )
