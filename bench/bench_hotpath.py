@@ -20,6 +20,9 @@ bookkeeping and the elision keys blanked: a schedule and a cache, not decisions)
 after a change = identical decisions and state. Since session 5 a policy decision whose inputs did not
 change is elided (``streams.decide``); all three digests are those of the code before (session 4's).
 
+The process runs with the worker's garbage-collector settings (``--gc worker``, since session 6; figures of
+earlier sessions are with CPython's defaults, ``--gc default``).
+
 Run: ``.venv/bin/python bench/bench_hotpath.py [--scenarios one,all] [--repeat 3] [--profile FILE]``.
 ``--profile`` writes a cProfile of the last run of the first scenario (read with ``pstats``).
 """
@@ -48,6 +51,7 @@ from streams.batch import BOOKKEEPING, BatchProcessor, InRecord, Outbox  # noqa:
 from streams.due import DueIndex  # noqa: E402
 from streams.partitioning import partition_for  # noqa: E402
 from streams.topics import Topics  # noqa: E402
+from tierstream.commands.worker import tune_gc  # noqa: E402
 from tierstream.synth import generate_events  # noqa: E402
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
@@ -213,8 +217,13 @@ def main() -> None:
                     help="TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED: false leaves elided decisions' read-model "
                          "records out (the decisions digest and record count then differ; outputs and states not)")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile output of the first scenario's last run")
+    ap.add_argument("--gc", choices=("worker", "default"), default="worker",
+                    help="worker: the worker's collector settings (tierstream.commands.worker.tune_gc, applied "
+                         "once the load is built, as the worker applies them at start); default: CPython's")
     args = ap.parse_args()
     records = make_records(args.customers, args.seed, args.days)
+    if args.gc == "worker":
+        tune_gc()
     chosen = [s for s in args.scenarios.split(",") if s]
     args.first = chosen[0] if chosen else ""
     specs = {"one": ["five_tier"], "all": preset_names()}

@@ -42,6 +42,7 @@ from scoring.lifecycle import StepResult, TierTrack, apply_command, due_at, step
 from scoring.lifecycle.machine import utc
 from scoring.lifecycle.track import iso, parse_iso
 from scoring.policy import CompiledPolicy, Decision
+from scoring.policy.compared import position
 from scoring.rollout import pair_shadows, shadow_diff
 from scoring.state import CustomerState
 from scoring.timers import earliest, next_review, next_threshold_crossing
@@ -162,11 +163,12 @@ class Decider:
         reads: list[TierRecord | None] = []
         tiers = state.tiers
         changed = False
+        shown: dict[str, str] = {}  # feature -> repr of its value, shared by the policies' keys
         for policy, names in self._keyed:
             record = tiers.get(policy.id)
             key = None
             if names is not None and record is not None:  # a first decision is never a fast-path step
-                key = _feature_key(features, names)
+                key = _feature_key(features, names, policy.compared, shown)
                 if record.get("fk") == key and _idle(record, policy):
                     # Elided: the same features as the stored step, which confirmed the held tier with
                     # nothing scheduled, so the policy decides the same and the step would only note it
@@ -374,15 +376,39 @@ def _same_stable(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bo
     return True
 
 
-def _feature_key(features: Mapping[str, Any], names: Sequence[str]) -> str:
-    """A digest of the values of ``names`` in ``features``: equal keys = equal inputs to the policy's
-    ``evaluate`` (a pure function of the features it reads, ``CompiledPolicy.features_used``).
+def _feature_key(
+    features: Mapping[str, Any],
+    names: Sequence[str],
+    compared: Mapping[str, tuple[Any, ...]] | None = None,
+    shown: dict[str, str] | None = None,
+) -> str:
+    """A digest of what the policy's ``evaluate`` sees of ``features``: equal keys = equal decisions.
+
+    ``evaluate`` is a pure function of the features it reads (``CompiledPolicy.features_used``, ``names``).
+    Of a continuous feature it only compares with constants (``compared``: scoring.policy.compared) it sees
+    only the value's position among them, so that position stands for the value; every other feature is
+    taken by value. ``shown`` caches the values' ``repr`` across the policies of one decision (they share
+    most features); pass a fresh dict per decision (per feature view).
 
     ``repr`` is deterministic for every feature value (numbers, Decimal, str, datetimes, JSON attributes),
     unlike ``hash`` (salted per process for strings): the key is stored in the state, and a restarted worker
-    or the batch replay must find the same one. 64 bits of blake2b: a collision (two different inputs
-    taken for the same, ~2^-64 per comparison) is the one way an elision could be wrong."""
-    return hashlib.blake2b(repr([features.get(name) for name in names]).encode(), digest_size=8).hexdigest()
+    or the batch replay must find the same one. The digested text is ``repr`` of the list of values (of
+    positions for compared features): keys stored by earlier versions stay valid. 64 bits of blake2b: a
+    collision (two different inputs taken for the same, ~2^-64 per comparison) is the one way an elision
+    could be wrong."""
+    if shown is None:
+        shown = {}
+    parts = []
+    for name in names:
+        thresholds = compared.get(name) if compared else None
+        if thresholds is not None:
+            parts.append(repr(position(features.get(name), thresholds)))
+            continue
+        text = shown.get(name)
+        if text is None:
+            text = shown[name] = repr(features.get(name))
+        parts.append(text)
+    return hashlib.blake2b(("[" + ", ".join(parts) + "]").encode(), digest_size=8).hexdigest()
 
 
 def _fast_path(record: Mapping[str, Any] | None, policy: CompiledPolicy, decision: Decision) -> bool:

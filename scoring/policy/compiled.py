@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from scoring.policy.adjustments import AdjustFn, EntitlementFn
@@ -41,7 +42,8 @@ class CompiledPolicy:
     ``tiers`` are highest first; ``max_window_days`` is the longest window of its features (the lateness
     horizon); ``routing`` maps each tier to queue / priority / response_time_target_seconds (and
     follow_up_days when given); ``needs_population`` is True for percentile bands and quotas;
-    ``lifecycle`` holds the compiled ``lifecycle:`` section (how scored tiers become held tiers over time).
+    ``lifecycle`` holds the compiled ``lifecycle:`` section (how scored tiers become held tiers over time);
+    ``compared`` the continuous features it only compares with constants, with those constants.
     """
 
     id: str
@@ -61,6 +63,9 @@ class CompiledPolicy:
     _outlook: tuple[TierSource, ...] = field(repr=False)
     # Lifecycle rules (scoring.lifecycle): the default is immediate up and down, no bands, no approvals.
     lifecycle: CompiledLifecycle = field(default=DEFAULT_LIFECYCLE, repr=False)
+    # Continuous (days_since_*) features this policy only compares with constants -> those constants
+    # (scoring.policy.compared): the decision sees only where the value lies among them.
+    compared: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def evaluate(self, features: Mapping[str, Any], population: PopulationView | None = None) -> Decision:
         """Decide the tier for one customer from ``features`` (names of docs/features.md).

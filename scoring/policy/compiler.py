@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.policy import Policy, TierSpec
 from scoring.policy.adjustments import compile_adjustment, compile_entitlements
+from scoring.policy.compared import compared_only
 from scoring.policy.compiled import CompiledPolicy
 from scoring.policy.context import CompileContext
 from scoring.policy.errors import join_path
@@ -64,6 +65,7 @@ def compile_policy(policy: Policy, file: str) -> CompiledPolicy:
         _entitlements=ent,
         _outlook=tuple(primary_sources(tier_src)),
         lifecycle=compile_lifecycle(ctx, policy),
+        compared=MappingProxyType(compared_only(policy.model_dump(by_alias=True, exclude_none=True), ctx.features)),
     )
 
 
