@@ -42,6 +42,17 @@ from scoring.buckets import (
 )
 from scoring.state import (
     FAILED,
+    IN_ACTIVE,
+    IN_ACTIVITY,
+    IN_ALL,
+    IN_ANCHOR,
+    IN_FIRST,
+    IN_LAST_LOGIN,
+    IN_LOGINS,
+    IN_ORDERS,
+    IN_PAYMENTS,
+    IN_PROFILE,
+    IN_TICKETS,
     O_AMT,
     O_DTS,
     O_LAST,
@@ -522,6 +533,47 @@ def time_sources(names: Iterable[str]) -> frozenset[str]:
             return ALL_SOURCES
         # monthly_spend_<YYYY-MM>, attr.*, assess.*: values change only with events
     return frozenset(found)
+
+
+#: The state parts (scoring.state IN_* bits) each static feature reads at the anchor. Customer since (months /
+#: years as customer) is the first purchase, else the first event.
+FEATURE_INPUTS: dict[str, int] = {
+    **dict.fromkeys(ORDER_FEATURES, IN_ORDERS),
+    "months_as_customer": IN_ORDERS | IN_FIRST,
+    "years_as_customer": IN_ORDERS | IN_FIRST,
+    **dict.fromkeys(PAYMENT_FEATURES, IN_PAYMENTS),
+    "active_days_30d": IN_ACTIVE,
+    "active_days_90d": IN_ACTIVE,
+    "logins_30d": IN_LOGINS,
+    "logins_90d": IN_LOGINS,
+    "last_login_at": IN_LAST_LOGIN,
+    **dict.fromkeys(TICKET_FEATURES, IN_TICKETS),
+    "last_event_at": IN_ANCHOR,
+    "days_since_last_event": IN_ANCHOR,
+    "days_since_last_activity": IN_ACTIVITY,
+}
+assert set(FEATURE_INPUTS) == set(STATIC_FEATURES)
+
+
+def feature_inputs(names: Iterable[str]) -> int:
+    """The state parts (IN_* bits) the features ``names`` read: if an event or a compaction changed none of
+    them (``CustomerState.touched``), each of those features has the value it had at the previous anchor,
+    unless time alone moved it (:func:`next_change`, and the threshold crossings of ``days_since_*``).
+
+    Pattern names: ``avg_monthly_spend_<N>m`` and ``monthly_spend_<YYYY-MM>`` read payments, ``attr.*`` and
+    ``assess.*`` the profile; an unknown name reads everything (conservative)."""
+    bits = 0
+    for name in names:
+        known = FEATURE_INPUTS.get(name)
+        if known is not None:
+            bits |= known
+        elif name.startswith(("attr.", "assess.")):
+            bits |= IN_PROFILE
+        elif _AVG_RE.match(name) or _MONTHLY_RE.match(name):
+            bits |= IN_PAYMENTS
+        else:
+            return IN_ALL
+    return bits
 
 
 _SOURCES_OF: dict[str, tuple[str, ...]] = {}

@@ -140,6 +140,24 @@ class ApplyResult(StrEnum):
 
 
 _APPLIED, _DUPLICATE, _TOO_LATE = ApplyResult.APPLIED, ApplyResult.DUPLICATE, ApplyResult.TOO_LATE
+
+# Feature inputs (bits of CustomerState.touched): the parts of the state features read. apply() and
+# compaction set the bit of every part whose content they changed, so a reader that knows which parts a
+# feature reads (scoring.features.FEATURE_INPUTS) knows, without computing it, that the feature kept its value
+# at the anchor. A bit may be set without a change (conservative), never the other way round.
+IN_ORDERS = 1 << 0  # order entries, folded months / product lines / first and last folded order
+IN_PAYMENTS = 1 << 1  # payment entries, counters, paid months and days
+IN_ACTIVE = 1 << 2  # the set of active days (not its shift as the anchor's day moves)
+IN_LOGINS = 1 << 3  # login records per day
+IN_LAST_LOGIN = 1 << 4
+IN_TICKETS = 1 << 5  # ticket entries, satisfaction
+IN_PROFILE = 1 << 6  # attributes, assessments
+IN_ANCHOR = 1 << 7  # the newest event time
+IN_ACTIVITY = 1 << 8  # the newest non-profile event time
+IN_FIRST = 1 << 9  # the first event time
+IN_ALL = (1 << 10) - 1
+_KIND_INPUT = {"login": IN_LOGINS, "order": IN_ORDERS, "payment": IN_PAYMENTS, "ticket": IN_TICKETS,
+               "profile": IN_PROFILE}
 # Compaction parts, each with its own due time (CustomerState._dues).
 _P_BASE, _P_ORDERS, _P_PAYS, _P_TICKETS, _P_LOGINS, _P_PROFILE, _P_FOLDED, _P_MONTHS, _P_DAYS = range(9)
 _PARTS = 9
@@ -295,6 +313,7 @@ class CustomerState:
         "stamps",
         "tickets",
         "tiers",
+        "touched",
         "unit",
         "version",
     )
@@ -344,6 +363,9 @@ class CustomerState:
         self._dues: list[int] | None = None  # per part (_P_*), see _compact
         self._led: datetime | None = None  # cached last_event_at (datetime of anchor)
         self._view: Any = None  # FeatureView of the last features() call, until the next apply
+        #: IN_* bits of the parts changed since the state was made or loaded, or since the reader last
+        #: cleared it (streams.decide does after each decision). Not serialized.
+        self.touched = 0
 
     # ------------------------------------------------------------------ lazily decoded parts
     @property
@@ -455,6 +477,7 @@ class CustomerState:
         elif ts < anchor - self.h:
             return _TOO_LATE
         kind = event.type
+        active, last_login = self.active, self.last_login  # before: what the event touched (self.touched)
         if kind == "login":
             result = self._login(event, ts)  # type: ignore[arg-type]
         elif kind == "order":
@@ -467,10 +490,26 @@ class CustomerState:
             result = self._profile(event, ts)  # type: ignore[arg-type]
         if result is _APPLIED:
             self.version += 1
+            touched = self.touched | _KIND_INPUT[kind]
             if self.first_event is None or ts < self.first_event:
                 self.first_event = ts
+                touched |= IN_FIRST
             if kind != "profile" and (self.last_activity is None or ts > self.last_activity):
                 self.last_activity = ts
+                touched |= IN_ACTIVITY
+            if self.last_login != last_login:
+                touched |= IN_LAST_LOGIN
+            now_anchor = self.anchor
+            if anchor is None:
+                touched = IN_ALL
+            elif now_anchor != anchor:
+                touched |= IN_ANCHOR
+                shift = now_anchor // DAY - anchor // DAY  # type: ignore[operator]
+                if shift:  # the mask moved with the anchor's day: compare the moved old mask
+                    active = (active << shift) & _SHORT_MASK if shift < SHORT_DAYS else 0
+            if self.active != active:
+                touched |= IN_ACTIVE
+            self.touched = touched
         anchor = self.anchor
         if anchor is not None:
             due = self._due_at
@@ -828,6 +867,7 @@ class CustomerState:
                     self._to_units()
                 for (key, entry), net in zip(folded, nets, strict=True):
                     self._fold_order(key, entry, net)  # adds folded ids: their part is recomputed below
+                self.touched |= IN_ORDERS  # a folded order counts by its month in windows: values may move
             dues[_P_ORDERS] = self._entry_due(self.orders.oldest())
             dues[_P_FOLDED] = anchor
         if anchor >= dues[_P_PAYS]:
@@ -835,10 +875,15 @@ class CustomerState:
                 flags = pay_flags(entry)
                 if flags & FAILED and not flags & (PAID | WRITTEN_OFF):
                     self.pay_counters[4] += pay_amount(entry)  # still unpaid: overdue for good
+                self.touched |= IN_PAYMENTS
             dues[_P_PAYS] = self._entry_due(self.pay_entries.oldest())
         if anchor >= dues[_P_TICKETS]:
-            self.tickets.pop_older(cut, keep=_open_ticket)  # open tickets stay until closed
+            if self.tickets.pop_older(cut, keep=_open_ticket):  # open tickets stay until closed
+                self.touched |= IN_TICKETS
             dues[_P_TICKETS] = self._entry_due(self._oldest_closed_ticket())
+        # Login days, profile / folded ids and paid days evicted below change no feature at the anchor (the
+        # longest login window is SHORT_DAYS, paid_12m 365 of the PAY_DAYS kept; ids only de-duplicate):
+        # no touched bit. Paid months do (monthly_spend_<YYYY-MM>): _evict_months sets its bit.
         if anchor >= dues[_P_LOGINS]:
             self._lg.evict(anchor_day - SHORT_DAYS + 1)
             day = self._lg.first_day()
@@ -952,6 +997,7 @@ class CustomerState:
             for month in [m for m in pm if m < min_month]:
                 del pm[month]
             self._pm_dirty = True
+            self.touched |= IN_PAYMENTS  # monthly_spend_<YYYY-MM> of a dropped month reads 0 from now on
 
     def _evict_days(self, limit: int) -> None:
         """Drop net-paid days ``<= limit`` (366 days kept up to the anchor's day)."""

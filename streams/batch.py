@@ -33,7 +33,7 @@ from schemas.outputs import TierChangeEvent
 from scoring.policy import CompiledPolicy
 from scoring.state import CustomerState
 from scoring.timers import next_review
-from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects, read_records
+from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects, forget_keys, read_records
 from streams.partitioning import partition_for
 from streams.topics import Topics
 
@@ -225,6 +225,11 @@ class BatchProcessor:
             # them again. The version guard refuses what Redis already holds. Regression: the kill -9 test
             # found a customer's Redis tier one decision behind its state (bronze, oracle silver).
             out.read_model.extend(read_records(state, self.policies, now))
+        if not applied and state.touched:
+            # A compaction changed what features read, with no decision to account for it (only possible when
+            # the horizon changed between runs): the stored feature keys may no longer match the state, so
+            # the next decision must compute them (streams.decide elides unread only what is untouched).
+            forget_keys(state)
         if applied:
             late = newest_before is not None and all(e.occurred_at < newest_before for e in applied)
             assert state.last_event_at is not None

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from schemas.admin import CommandResult, ProposalClosed, SetOverride, TierAtRisk, TierChangeProposed
 from schemas.outputs import TierChangeEvent, change_id
 from schemas.readmodel import RoutingHints, TierRecord
-from scoring.features import time_sources
+from scoring.features import feature_inputs, time_sources
 from scoring.lifecycle import StepResult, TierTrack, apply_command, due_at, step_owned
 from scoring.lifecycle.machine import utc
 from scoring.lifecycle.track import iso, parse_iso
@@ -133,6 +133,10 @@ class Decider:
         self._keyed: tuple[tuple[CompiledPolicy, tuple[str, ...] | None], ...] = tuple(
             (p, None if not elide or p.id in self.shadows else tuple(sorted(p.features_used)))
             for p in self.policies)
+        # Per policy, the state parts its features read (scoring.features.feature_inputs): when the events
+        # since the last decision touched none of them and no feature can have moved with time since then
+        # (_still), the policy is elided without computing a feature (module docstring).
+        self._inputs = {p.id: feature_inputs(p.features_used) for p in self.policies}
 
     # ------------------------------------------------------------------ decisions
     def decide(
@@ -156,20 +160,33 @@ class Decider:
         caller keeps neither them nor the state; the read model's revision lives in the state). Every other
         effect is the same either way. An elided policy (module docstring) produces the same effects as
         its full evaluation."""
-        features = state.features(at)
+        touched, state.touched = state.touched, 0  # this decision accounts for the parts changed so far
+        tiers = state.tiers
+        still = _still(tiers.get(BOOKKEEPING), at)
+        features: Mapping[str, Any] | None = None  # computed on first need: every policy may be elided
         revision = self._bump(state)
         outputs = len(fx.tier_changes) + len(fx.notices)
         tracks: dict[str, TierTrack] = {}
         reads: list[TierRecord | None] = []
-        tiers = state.tiers
         changed = False
         shown: dict[str, str] = {}  # feature -> repr of its value, shared by the policies' keys
+        unread = 0  # policies elided without reading a feature
         for policy, names in self._keyed:
             record = tiers.get(policy.id)
             key = None
             if names is not None and record is not None:  # a first decision is never a fast-path step
-                key = _feature_key(features, names, policy.compared, shown)
-                if record.get("fk") == key and _idle(record, policy):
+                if still and not touched & self._inputs[policy.id] and "fk" in record:
+                    # Nothing the policy reads changed since the last decision, by event or by time: its
+                    # features have the values of the stored key, which need not be computed to compare.
+                    key = record["fk"]
+                    same = _idle(record, policy)
+                    unread += same
+                else:
+                    if features is None:
+                        features = state.features(at)
+                    key = _feature_key(features, names, policy.compared, shown)
+                    same = record.get("fk") == key and _idle(record, policy)
+                if same:
                     # Elided: the same features as the stored step, which confirmed the held tier with
                     # nothing scheduled, so the policy decides the same and the step would only note it
                     # again (the lifecycle's fast path). Its effects are the track's clock and the
@@ -179,6 +196,8 @@ class Decider:
                         reads.append(_idle_read_record(state.customer_id, policy, record, revision, now))
                     fx.elided[policy.id] = fx.elided.get(policy.id, 0) + 1
                     continue
+            if features is None:
+                features = state.features(at)
             decision = policy.evaluate(features)
             shadow = self.shadows.get(policy.id)
             if shadow is not None:
@@ -192,7 +211,17 @@ class Decider:
             tracks[policy.id] = result.track
             if not changed and not _same_stable(before, tiers[policy.id]["lc"]):
                 changed = True
-        self._schedule(state, partition, at, features, tracks, fx)
+        if unread == len(self._keyed) and unread:
+            # Every policy elided unread: nothing a loaded policy reads changed, so the next due time is the
+            # one stored (_still: it is after ``at``, and no feature, threshold crossing or review falls
+            # between the last decision and it); only the evaluation time moves, as _schedule would move it.
+            book = tiers[BOOKKEEPING]
+            book["at"] = iso(at)
+            due = book.get("due")
+            fx.due[state.customer_id] = (partition, None if due is None else parse_iso(due))
+        else:
+            self._schedule(state, partition, at, features if features is not None else state.features(at),
+                           tracks, fx)
         changed = changed or len(fx.tier_changes) + len(fx.notices) > outputs
         if changed or keep_unchanged:
             fx.read_model.extend(read for read in reads if read is not None)
@@ -409,6 +438,30 @@ def _feature_key(
             text = shown[name] = repr(features.get(name))
         parts.append(text)
     return hashlib.blake2b(("[" + ", ".join(parts) + "]").encode(), digest_size=8).hexdigest()
+
+
+def forget_keys(state: CustomerState) -> None:
+    """Drop every policy's stored feature key (``fk``) from ``state``: its next decision evaluates every
+    policy and keys the fast-path steps afresh. For a state whose features changed with no decision."""
+    tiers = state.tiers
+    for name, record in list(tiers.items()):
+        if name != BOOKKEEPING and isinstance(record, dict) and "fk" in record:
+            tiers[name] = {k: v for k, v in record.items() if k != "fk"}
+    state.touched = 0
+
+
+def _still(book: Mapping[str, Any] | None, at: datetime) -> bool:
+    """Whether no feature a loaded policy reads can have moved with time alone between the customer's last
+    decision and ``at``: ``at`` is not before that decision's time and is before the next due time it
+    scheduled (the earliest window exit, month turn, anniversary, ``days_since_*`` threshold crossing, review
+    date or lifecycle timer after it; none: nothing scheduled)."""
+    if not book:
+        return False
+    last = book.get("at")
+    if last is None or at < parse_iso(last):  # aware datetimes compare as instants, whatever their offsets
+        return False
+    due = book.get("due")
+    return due is None or at < parse_iso(due)
 
 
 def _fast_path(record: Mapping[str, Any] | None, policy: CompiledPolicy, decision: Decision) -> bool:
