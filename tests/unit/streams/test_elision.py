@@ -277,3 +277,45 @@ def test_feature_keys_are_those_earlier_versions_stored():
     names = tuple(sorted(policy.features_used))
     old = hashlib.blake2b(repr([view.get(n) for n in names]).encode(), digest_size=8).hexdigest()
     assert _feature_key(view, names) == _feature_key(view, names, policy.compared, {}) == old
+
+
+def test_a_login_that_touches_nothing_five_tier_reads_is_elided_without_computing_a_feature(monkeypatch):
+    store, p = _Store(), _processor(["five_tier"], elide=True)
+    store.run(p, _rec(0, _order("e1", "100", DAY1)), _rec(1, _login("e2", DAY1 + timedelta(hours=1))))
+    store.run(p, _rec(2, _login("e3", DAY1 + timedelta(hours=2))))
+    due = CustomerState.from_bytes(store["c1"]).tiers[BOOKKEEPING]["due"]
+    reads: list[datetime] = []
+    features = CustomerState.features
+
+    def counted(state: CustomerState, now: datetime) -> Any:
+        reads.append(now)
+        return features(state, now)
+
+    monkeypatch.setattr(CustomerState, "features", counted)
+    # the same day again: only login counts and recency move, which five_tier does not read; the stored due
+    # time (its next window exit, anniversary or review) is still ahead
+    later = DAY1 + timedelta(hours=3)
+    out = store.run(p, _rec(3, _login("e4", later)))
+    assert out.elided == {"five_tier": 1} and reads == []
+    book = CustomerState.from_bytes(store["c1"]).tiers[BOOKKEEPING]
+    assert book["due"] == due and book["at"] == later.isoformat() and out.due["c1"][1] is not None
+    # the next day is a new active day (active_days_90d): the features are read
+    out = store.run(p, _rec(4, _login("e5", DAY1 + timedelta(days=1))))
+    assert out.elided == {} and reads
+
+
+def test_a_compaction_without_a_decision_drops_the_feature_keys():
+    # Only a change of the horizon between runs can make a load's compaction change what features read with no
+    # event applied: then the stored keys no longer describe the state, and the next decision must compute.
+    old = DAY1 - timedelta(days=300)
+    store, p = _Store(), _processor(["five_tier"], elide=True)
+    store.run(p, _rec(0, _order("e1", "100", old)), _rec(1, _login("e2", DAY1)))
+    store.run(p, _rec(2, _login("e3", DAY1 + timedelta(hours=1))))
+    assert "fk" in store.record()
+    policies = load_policies(["five_tier"])
+    short = BatchProcessor(policies, TOPICS, 4, timedelta(minutes=5), timedelta(days=100),
+                           thresholds=continuous_thresholds(q.source for q in policies))
+    out = short.process([_rec(3, _login("e3", DAY1 + timedelta(hours=1)))], store.load, NOW)  # a duplicate
+    assert out.counts == {("login", "duplicate"): 1}
+    saved = CustomerState.from_bytes(out.state_writes["c1"][1])
+    assert not saved.orders.d and "fk" not in saved.tiers["five_tier"]  # the order folded; the key is gone
