@@ -19,7 +19,16 @@ is still in that state, the policy is neither evaluated nor stepped: its record 
 moved, exactly what the step would have stored, and its read-model record is built from the stored track
 (the same content, with this decision's ``version`` and ``updated_at``). Every output, read-model record
 and stored state is the full computation's (tests/unit/streams/test_elision.py; bench/bench_hotpath.py's
-``decisions`` and ``states`` digests). Policies with a shadow are never elided. With
+``decisions`` and ``states`` digests). Policies with a shadow are never elided.
+
+A ``days_since_*`` feature that a policy only compares with constants enters the key as its position among
+them, not its value (scoring.policy.compared): its decision sees nothing more, so rfm and sabcd are elided
+too. And the key need not always be computed: when the events since the last decision touched none of the
+state parts the policy's features read (``CustomerState.touched``, ``scoring.features.feature_inputs``) and
+the decision time is before the due time the last decision scheduled (no window exit, anniversary, threshold
+crossing, review or lifecycle timer in between: :func:`_still`), the features have the values the stored key
+digests, and the policy is elided *unread*. When every policy is, the features are not computed at all and
+the stored due time stands. With
 ``rewrite_elided=False`` the read-model record of an elided decision is left out: Redis keeps the same
 content with an older ``version`` and ``updated_at``, and takes about half the writes.
 """
@@ -45,7 +54,7 @@ from scoring.policy import CompiledPolicy, Decision
 from scoring.policy.compared import position
 from scoring.rollout import pair_shadows, shadow_diff
 from scoring.state import CustomerState
-from scoring.timers import earliest, next_review, next_threshold_crossing
+from scoring.timers import CONTINUOUS_PREFIX, earliest, next_review, next_threshold_crossing
 
 #: Event-caused steps with outputs kept per customer and policy for re-emission after a crash (a kill -9 can
 #: lose the outputs of the last two batches at most: one flush covers the previous batch's outputs).
@@ -136,7 +145,11 @@ class Decider:
         # Per policy, the state parts its features read (scoring.features.feature_inputs): when the events
         # since the last decision touched none of them and no feature can have moved with time since then
         # (_still), the policy is elided without computing a feature (module docstring).
-        self._inputs = {p.id: feature_inputs(p.features_used) for p in self.policies}
+        # A days_since_* feature changes with time alone: the stored due time covers it only at the thresholds
+        # it is compared with (scoring.policy.compared, scheduled through ``thresholds``); a policy reading one
+        # otherwise (a linear scale, bands of it) changes at every instant, so it is never elided unread.
+        self._inputs = {p.id: feature_inputs(p.features_used) if _scheduled(p, self.thresholds) else None
+                        for p in self.policies}
 
     # ------------------------------------------------------------------ decisions
     def decide(
@@ -175,7 +188,8 @@ class Decider:
             record = tiers.get(policy.id)
             key = None
             if names is not None and record is not None:  # a first decision is never a fast-path step
-                if still and not touched & self._inputs[policy.id] and "fk" in record:
+                inputs = self._inputs[policy.id]
+                if still and inputs is not None and not touched & inputs and "fk" in record:
                     # Nothing the policy reads changed since the last decision, by event or by time: its
                     # features have the values of the stored key, which need not be computed to compare.
                     key = record["fk"]
@@ -438,6 +452,18 @@ def _feature_key(
             text = shown[name] = repr(features.get(name))
         parts.append(text)
     return hashlib.blake2b(("[" + ", ".join(parts) + "]").encode(), digest_size=8).hexdigest()
+
+
+def _scheduled(policy: CompiledPolicy, thresholds: Mapping[str, tuple[float, ...]]) -> bool:
+    """Whether every continuous (``days_since_*``) feature ``policy`` reads changes its decision only at
+    instants the decay schedule wakes the customer: the policy only compares it with constants, and each of
+    them is among the thresholds scheduled (``scoring.timers.next_threshold_crossing``)."""
+    for name in policy.features_used:
+        if name.startswith(CONTINUOUS_PREFIX):
+            compared = policy.compared.get(name)
+            if compared is None or not set(compared) <= set(thresholds.get(name, ())):
+                return False
+    return True
 
 
 def forget_keys(state: CustomerState) -> None:

@@ -319,3 +319,41 @@ def test_a_compaction_without_a_decision_drops_the_feature_keys():
     assert out.counts == {("login", "duplicate"): 1}
     saved = CustomerState.from_bytes(out.state_writes["c1"][1])
     assert not saved.orders.d and "fk" not in saved.tiers["five_tier"]  # the order folded; the key is gone
+
+
+RECENCY_SCALE = """
+id: recency_scale
+version: 1
+tiers: [hot, warm, cold]
+score:
+  scorecard:
+    dimensions:
+      - name: recency
+        weight: 100
+        indicators:
+          - {name: R, feature: days_since_last_purchase, weight: 100, max_points: 10, scale: {from: 20, to: 0}}
+tier:
+  bands:
+    of: score
+    bands:
+      - {ge: 70, tier: hot}
+      - {ge: 30, lt: 70, tier: warm}
+    default: cold
+"""
+
+
+def test_a_policy_scaling_a_continuous_feature_is_never_elided_unread(tmp_path: Path):
+    # Its score moves at every instant (a linear scale of days since the last purchase), which no due time
+    # announces: were it elided because no event touched what it reads (a login touches no order), its score
+    # would go stale.
+    path = tmp_path / "recency_scale.yaml"
+    path.write_text(RECENCY_SCALE)
+    specs = [str(path), "five_tier"]
+    records = synthetic_records(40, 400)
+    full_out, full_reads, full_store, _ = _drain(_processor(specs, elide=False), records)
+    out, reads, store, elided = _drain(_processor(specs, elide=True), records)
+    assert out == full_out and reads == full_reads
+    assert all(_without_keys(store[c]) == _without_keys(full_store[c]) for c in store)
+    assert elided["five_tier"]
+    decider = _processor(specs, elide=True).decider
+    assert decider._inputs["recency_scale"] is None and decider._inputs["five_tier"] is not None
