@@ -321,12 +321,16 @@ class Worker:
         """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""
         bulk = self._bulk if self.use_bulk else None
         tier_changes = self.tier_changes.get_topic_name()
+        moves: dict[tuple[str, str, str, str], int] = {}  # counted first: one labels() lookup per series
         for change in out.tier_changes:
             if bulk is not None:
                 bulk.add_keyed(tier_changes, change.customer_id.encode(), encode_change(change))
             else:
                 self.tier_changes.send_soon(key=change.customer_id.encode(), value=encode_change(change))
-            metrics.TIER_CHANGES.labels(change.policy, change.from_tier or "", change.to_tier, change.cause).inc()
+            series = (change.policy, change.from_tier or "", change.to_tier, change.cause)
+            moves[series] = moves.get(series, 0) + 1
+        for series, n in moves.items():
+            metrics.TIER_CHANGES.labels(*series).inc(n)
         for notice in out.notices:
             topic = self.at_risk if isinstance(notice, TierAtRisk) else self.proposals
             self.send_model(topic, notice.customer_id, notice)  # type: ignore[attr-defined]
