@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 import orjson
@@ -65,6 +66,17 @@ def event_context(event: PartitionEvent) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def partition_databases(table: faust.Table) -> Callable[[int], Any] | None:  # type: ignore[type-arg]
+    """``partition -> database`` of a table kept in Faust's RocksDB store (one database per partition, keyed
+    by the record key, as the store's own event-scoped reads and writes use them), or None for any other
+    store or table layout (memory store, global tables, custom partitioners): those go through Faust."""
+    store = table.data
+    db_for = getattr(store, "_db_for_partition", None)
+    if db_for is None or table.is_global or table.use_partitioner or not hasattr(store, "_key_index"):
+        return None
+    return db_for  # type: ignore[no-any-return]
 
 
 def to_record(msg: Message) -> InRecord:
@@ -367,6 +379,17 @@ class Worker:
     def loader(self, sizes: dict[str, int]) -> Callable[[str, int], bytes | None]:
         """A state loader reading each customer from its partition's store; records the stored sizes."""
         table = self.table
+        db_for = partition_databases(table)
+        if db_for is not None:
+            # One database read per customer. Faust's ``table.get`` makes two (``key in store``, then
+            # ``store[key]``), each finding the partition's database from the current event, plus a sensor
+            # call: 9 % of the worker's samples at 50,000 customers (py-spy), for the same bytes.
+            def load_direct(customer_id: str, partition: int) -> bytes | None:
+                raw = db_for(partition).get(customer_id.encode())
+                sizes[customer_id] = len(raw) if raw else 0
+                return raw  # type: ignore[no-any-return]
+
+            return load_direct
         contexts = self._partition_events
 
         def load(customer_id: str, partition: int) -> bytes | None:
@@ -488,6 +511,15 @@ class Worker:
         add = self._bulk.add
         changelog = self.table.changelog_topic.get_topic_name()
         store = self.table.data
+        db_for = partition_databases(self.table)
+        if db_for is not None:
+            key_index = store._key_index  # type: ignore[attr-defined]
+            for customer_id, (partition, data) in writes.items():
+                key = customer_id.encode()
+                db_for(partition).put(key, data)  # what the store's _set does, without finding the event
+                key_index[key] = partition
+                add(changelog, partition, key, data)
+            return
         contexts = self._partition_events
         for customer_id, (partition, data) in writes.items():
             key = customer_id.encode()
