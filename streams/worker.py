@@ -91,13 +91,13 @@ def to_record(msg: Message) -> InRecord:
     )
 
 
-def _partition_state(consumer: object, tp: object) -> object | None:
+def _partition_state(consumer: object, tp: object) -> Any:
     """aiokafka's state of ``tp`` in Faust's consumer (position, high watermark, paused), read without
     awaiting: ``consumer.position`` waits for a position that may never come, which is what a stall is."""
     try:
         aiokafka = consumer._thread._consumer  # type: ignore[attr-defined]
         assignment = aiokafka._subscription.subscription.assignment
-        return assignment.state_value(tp) if assignment is not None else None
+        return assignment.state_value(tp) if assignment is not None else None  # aiokafka's TopicPartitionState
     except Exception:  # not started, stopping, or tp no longer assigned
         return None
 
@@ -109,7 +109,7 @@ def _fetcher_view(consumer: object, tp: object) -> dict[str, object]:
     with contextlib.suppress(Exception):
         aiokafka = consumer._thread._consumer  # type: ignore[attr-defined]
         view["fetched_unread"] = tp in aiokafka._fetcher._records
-        view["paused"] = _partition_state(consumer, tp).paused  # type: ignore[union-attr]
+        view["paused"] = _partition_state(consumer, tp).paused
         view["faust_active"] = tp in consumer._active_partitions  # type: ignore[attr-defined]
     return view
 
