@@ -132,6 +132,7 @@ QUIET_ALERTS: dict[str, Quiet] = {
         (
             "sum(increase(tierstream_input_reseeks_total[1h]))",
             "sum(increase(tierstream_input_gaps_accepted_total[1h]))",
+            "sum(increase(tierstream_input_stalls_total[1h]))",
         ),
     ),
     "TierstreamApiDown": Quiet("the API is up and scraped", ('up{job="tierstream-api"}',)),
