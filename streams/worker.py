@@ -107,8 +107,7 @@ def _fetcher_view(consumer: object, tp: object) -> dict[str, object]:
     it or Faust has ``tp`` paused. Each is what would keep a partition from being fetched again."""
     view: dict[str, object] = {}
     with contextlib.suppress(Exception):
-        aiokafka = consumer._thread._consumer  # type: ignore[attr-defined]
-        view["fetched_unread"] = tp in aiokafka._fetcher._records
+        view["fetched_unread"] = tp in consumer._thread._consumer._fetcher._records  # type: ignore[attr-defined]
         view["paused"] = _partition_state(consumer, tp).paused
         view["faust_active"] = tp in consumer._active_partitions  # type: ignore[attr-defined]
     return view
@@ -257,16 +256,15 @@ class Worker:
                 return {}
             guard = self.offsets
             known = guard.expected if guard.generation == epoch else {}
-            probes = {tp: self._probe(tp, known) for tp in partitions}
-            seeks = self.stalls.check({tp: p for tp, p in probes.items() if p is not None}, idle())
+            probes = {tp: probe for tp in partitions if (probe := self._probe(tp, known)) is not None}
+            seeks = self.stalls.check(probes, idle())
             consumer = self.app.consumer
             for tp, offset in seeks.items():
                 metrics.INPUT_STALLS.inc()
                 probe = probes[tp]
                 log.warning("input partition stalled behind its end: seeking it again", extra={
                     "topic": tp.topic, "partition": tp.partition, "offset": offset,  # type: ignore[attr-defined]
-                    "position": probe.position if probe else None,
-                    "highwater": probe.highwater if probe else None, "seeks": self.stalls.seeks(tp),
+                    "position": probe.position, "highwater": probe.highwater, "seeks": self.stalls.seeks(tp),
                     **_fetcher_view(consumer, tp)})
                 try:
                     await consumer.seek(tp, offset)  # type: ignore[attr-defined]
