@@ -20,6 +20,8 @@ Why these settings (measured, see BROKER-NOTES.md):
   the correction (docs/performance.md, session 4).
 - ``topic_partitions``: Faust's internal topics must match the inputs or agents crash with
   PartitionsMismatch.
+- :func:`streams.consumer_positions.guard_positions`: Faust seeks from the app's thread while aiokafka
+  consumes in its own; without it a seek racing a fetch result is lost (session 7's restart stalls).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 
 import faust
 
+from streams.consumer_positions import guard_positions
 from streams.faust_patches import (
     deliver_every_record,
     deliver_without_tasks,
@@ -46,6 +49,7 @@ def create_app(settings: Settings) -> faust.App:
     disable_gap_commits()
     deliver_every_record()
     deliver_without_tasks()
+    guard_positions()
     extra: dict[str, object] = {}
     if settings.embedded_broker:
         if settings.embedded_offset_correction:

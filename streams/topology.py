@@ -138,13 +138,12 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         while only uncommitted partitions, then none, were sought here. Records already queued come again
         and are dropped by the guard as applied.
 
-        Known issue: Faust's ``seek`` runs aiokafka's from this (the app's) thread while the aiokafka
-        consumer runs in its own; once in 12 kill -9 restarts on a CPU-saturated machine the consumer
-        thread crashed (``KeyError`` in ``Fetcher.fetched_records``: the seek deleted the fetch result it
-        was reading) and the worker exited before it was ready. That is safe (the supervisor restarts it
-        from the commit). Seeking through ``seek_wait`` (in the consumer thread) instead made a commit
-        stall: in 1 of 5 such runs two partitions' commits never reached their end (session 4,
-        docs/performance.md); not understood yet, so not used."""
+        Faust's ``seek`` runs aiokafka's from this (the app's) thread while the aiokafka consumer runs in
+        its own. Unguarded, a seek racing a fetch result was lost (the partition then stood still at its
+        tail) and once in 12 kill -9 restarts the consumer thread crashed (``KeyError`` in
+        ``Fetcher.fetched_records``); :mod:`streams.consumer_positions` makes both impossible. Seeking
+        through ``seek_wait`` (in the consumer thread) instead made a commit stall in 1 of 5 runs
+        (session 4, docs/performance.md), so seeks stay on this thread."""
         consumer = app.consumer
         for tp in consumer.assignment():
             if tp.topic in input_topics:
