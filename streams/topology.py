@@ -124,11 +124,15 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         metrics.WORKER_READY.set(1)
         # Recount per-partition gauges and rebuild the decay schedule from the recovered store, in a
         # thread: the store is the truth after any rebalance or restart.
-        state["recount"] = asyncio.ensure_future(_recover_schedule())
+        state["recount"] = asyncio.ensure_future(_recover_schedule(app.rebalancing_count))
 
     async def _seek_to_commits() -> None:
-        """Seek every input partition to its committed offset (0 without a commit) once the rebalance is
-        complete.
+        """Seek every input partition to its committed offset (0 without a commit) once the rebalance has
+        ended (:func:`_rebalance_ended`).
+
+        Not at ``on_rebalance_complete`` itself (sessions 3-7): then Faust had not read the commits yet,
+        so every input partition was sought to 0 (traced in session 8: ``0 -> 0`` seeks right before
+        Faust's own to the commits) and Faust's seek and flow resume still came after ours.
 
         Faust seeks to the committed offsets at the end of recovery, before flow resumes; records the
         consumer thread fetches in between are dropped (flow suspended), and the position stays past them.
@@ -153,7 +157,17 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
                     log.exception("seeking an input partition to its commit failed",
                                   extra={"topic": tp.topic, "partition": tp.partition})
 
-    async def _recover_schedule() -> None:
+    async def _rebalance_ended(count: int) -> bool:
+        """Wait until Faust has finished rebalance number ``count``: it signals ``on_rebalance_complete``
+        before it seeks to the committed offsets and resumes flow, and only then ends the rebalance.
+        False when another rebalance began or the app is stopping (that rebalance's signal takes over)."""
+        while app.rebalancing and app.rebalancing_count == count and not app.should_stop:
+            await asyncio.sleep(0.01)
+        return app.rebalancing_count == count and not app.should_stop
+
+    async def _recover_schedule(count: int) -> None:
+        if not await _rebalance_ended(count):
+            return
         await _seek_to_commits()
         items = list(app.state_table.data.items())
         try:
