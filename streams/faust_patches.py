@@ -110,6 +110,13 @@ def deliver_without_tasks() -> None:
     queue not full: ``app.tierstream_can_deliver()``), so the callback completes without suspending and
     records enter the queue in offset order; once a rebalance has begun (``suspend_flow``), Faust's
     original path runs. Apps without the predicate keep the original loop.
+
+    Records of the topics in ``app.tierstream_direct`` (topic names, queue) skip the conductor too and go
+    straight into that queue (the raw source's: its only subscriber, and its ``decode`` is the identity).
+    The conductor's per-record path (a lock, two awaited flow checks, the producer buffer's size read
+    twice through Faust's settings object, an awaited decode, pressure callbacks) was 17 % of the
+    worker's samples on a backlog (py-spy, bench/bench_throughput.py --profile, session 8). The checks
+    that matter stay: flow control active and room in the queue (``can_deliver``) before each record.
     """
     from faust.transport import consumer as faust_consumer
 
@@ -124,6 +131,12 @@ def deliver_without_tasks() -> None:
             await original(self, fetcher)
             return
         callback = self.callback
+        direct_topics, direct_queue = getattr(self.app, "tierstream_direct", (frozenset(), None))
+        flow_active = self.app.flow_control.is_active
+
+        def can_receive() -> bool:  # the direct path cannot block now (no producer buffer involved)
+            return bool(flow_active()) and not direct_queue.full()
+
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
@@ -137,7 +150,7 @@ def deliver_without_tasks() -> None:
                 await self.sleep(0)
                 if self.should_stop:
                     continue
-                async for _tp, message in ait:
+                async for tp, message in ait:
                     num_since_yield += 1
                     if num_since_yield > 100:
                         await sleep(0)
@@ -152,10 +165,15 @@ def deliver_without_tasks() -> None:
                     # offset guard then sees a hole that is not one (streams.offsets): a seek back at best,
                     # and a later record arriving between the hole and the one that revealed it would make
                     # the guard accept the hole as real.
-                    while not suspended() and not can_deliver():
+                    direct = tp.topic in direct_topics
+                    ready = can_receive if direct else can_deliver
+                    while not suspended() and not ready():
                         await sleep(0.001)
                     if not suspended():
-                        await callback(message)
+                        if direct:
+                            direct_queue.put_nowait(message)  # refcount 0: the worker's one ack is final
+                        else:
+                            await callback(message)
                     else:  # a rebalance began: Faust's own path (the record is dropped, fetched again)
                         await self.wait_first(callback(message), self.suspend_flow.wait())
         except self.consumer_stopped_errors:

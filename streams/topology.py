@@ -88,6 +88,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         return flow.is_active() and not queue.full() and buffer.size <= buffer.max_messages
 
     app.tierstream_can_deliver = can_deliver  # type: ignore[attr-defined]
+    # Input records go straight into the source's queue (RawSource is their only subscriber).
+    app.tierstream_direct = (frozenset(topics.all_consumed()), queue)  # type: ignore[attr-defined]
 
     @app.task
     async def _process() -> None:
