@@ -16,6 +16,11 @@ runs). Faust's own defence (its "gap" bookkeeping) then commits over the hole; w
   dropped. The first record at or below ``F`` comes from the new fetch: normally it is ``E``; when it is
   higher the hole is real (a transaction marker of a transactional producer, or records removed by
   retention) and is accepted, logged, counted, and handed to Faust as a gap so that commits pass it;
+- a seek the worker makes on its own (to the commits once a rebalance has ended) is announced with
+  :meth:`OffsetGuard.expect`: records above the sought offset that come before it were fetched before
+  that seek, and are dropped like those before a seek back, without seeking again (session 8: after
+  the seek moved behind Faust's flow resume, records queued in between made every restart seek every
+  partition back, enough to fire the skipped-records alert);
 - if the new fetch does not come (more than :data:`STALE_LIMIT` stale records), the consumer is sought
   again; after :data:`MAX_RESEEKS` seeks :class:`OffsetGapError` is raised: the worker crashes and its
   supervisor restarts it from the committed offsets, which is safe (at-least-once), where carrying on
@@ -27,7 +32,7 @@ Pure bookkeeping (no I/O): :meth:`OffsetGuard.admit` decides, the worker carries
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +139,18 @@ class OffsetGuard:
             self.expected[tp] = offset + 1
             out.admitted.append(message)
         return out
+
+    def expect(self, generation: int, sought: Mapping[Any, int]) -> None:
+        """The consumer of ``generation`` was just sought to ``sought`` (partition -> offset) before any of
+        that generation's records were admitted: each partition continues from its offset, and until the
+        record at that offset comes, later ones are stale (dropped, counted towards :data:`STALE_LIMIT`)."""
+        if generation != self.generation:
+            self.generation = generation
+            self.expected.clear()
+            self.resync.clear()
+        for tp, offset in sought.items():
+            self.expected[tp] = offset
+            self.resync[tp] = _Resync(offset, offset)
 
     def forget(self) -> None:
         """Drop all expectations (the admitted batch was not applied): the next batch starts afresh from

@@ -151,13 +151,19 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         through ``seek_wait`` (in the consumer thread) instead made a commit stall in 1 of 5 runs
         (session 4, docs/performance.md), so seeks stay on this thread."""
         consumer = app.consumer
+        generation = app.consumer_generation_id
+        sought: dict[object, int] = {}
         for tp in consumer.assignment():
             if tp.topic in input_topics:
+                offset = worker.start_offset(tp)
                 try:
-                    await consumer.seek(tp, worker.start_offset(tp))
+                    await consumer.seek(tp, offset)
+                    sought[tp] = offset
                 except Exception:
                     log.exception("seeking an input partition to its commit failed",
                                   extra={"topic": tp.topic, "partition": tp.partition})
+        # Records queued since Faust resumed flow were fetched before these seeks (streams.offsets).
+        worker.offsets.expect(generation, sought)
 
     async def _rebalance_ended(count: int) -> bool:
         """Wait until Faust has finished rebalance number ``count``: it signals ``on_rebalance_complete``

@@ -97,3 +97,33 @@ def test_a_seek_that_never_brings_the_records_ends_in_an_error_not_a_silent_skip
             assert got.admitted == []
             seeks += len(got.reseek)
     assert seeks == MAX_RESEEKS
+
+
+def test_records_queued_before_an_announced_seek_are_dropped_without_seeking_again() -> None:
+    """Session 8: the seek to the commits runs once Faust has resumed flow; records it queued meanwhile
+    (from further on) must not look like a hole, or every restart seeks every partition back."""
+    guard = OffsetGuard()
+    guard.expect(3, {A: 121})
+    got = guard.admit(msgs(A, 130, 131) + msgs(A, 121, 122), generation=3, committed={A: 121}.get)
+    assert offsets(got.admitted) == [(1, 121), (1, 122)]
+    assert (got.reseek, got.accepted_gaps, got.dropped) == ({}, {}, 2)
+    # the same records queued before the seek (from the commit) are applied once, then re-deliveries dropped
+    guard = OffsetGuard()
+    guard.expect(3, {A: 121})
+    got = guard.admit(msgs(A, 121, 122, 121, 122, 123), generation=3, committed={A: 121}.get)
+    assert offsets(got.admitted) == [(1, 121), (1, 122), (1, 123)]
+    assert (got.reseek, got.dropped) == ({}, 2)
+
+
+def test_an_announced_seek_that_brings_nothing_is_sought_again_after_the_stale_limit() -> None:
+    guard = OffsetGuard()
+    guard.expect(3, {A: 121})
+    got = guard.admit(msgs(A, *range(200, 200 + STALE_LIMIT + 1)), generation=3, committed={A: 121}.get)
+    assert got.admitted == [] and got.reseek == {A: 121}
+
+
+def test_an_announcement_of_an_older_generation_is_forgotten() -> None:
+    guard = OffsetGuard()
+    guard.expect(3, {A: 121})
+    got = guard.admit(msgs(A, 130), generation=4, committed={A: 130}.get)
+    assert offsets(got.admitted) == [(1, 130)]
