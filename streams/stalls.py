@@ -8,9 +8,12 @@ partition the next record reveals the hole (:class:`streams.offsets.OffsetGuard`
 does, and the partition's newest records wait, unapplied and uncommitted, until the next rebalance.
 Measured: the kill -9 test's restarted worker sought partitions back and its commits stayed short of the
 end for 10 minutes (3 of 6 runs, session 6); the rollout test's worker never applied the last record of
-a partition (one CI run). Since session 8 :mod:`streams.consumer_positions` keeps such seeks; this
-watch stays as the safety net for any other way a partition can stop (a record lost between fetcher and
-worker, a broker that answers oddly).
+a partition (one CI run). Session 8 found the main cause elsewhere: the seek to the commits after a
+rebalance ran before Faust resumed flow (and before it knew the commits), so records Faust dropped
+afterwards were never fetched again (``streams.topology._rebalance_ended``); and it made the race
+above impossible (:mod:`streams.consumer_positions`). With both fixed, 12 of 12 kill -9 runs under CPU
+burners had no stall. This watch stays as the safety net for any other way a partition can stop (a
+record lost between fetcher and worker, a broker that answers oddly).
 
 The rule, per input partition, evaluated every check while the worker may apply records (flow active,
 gate open); a check counts when the worker's source queue is empty then (every record Faust delivered has
