@@ -21,7 +21,8 @@ Why these settings (measured, see BROKER-NOTES.md):
 - ``topic_partitions``: Faust's internal topics must match the inputs or agents crash with
   PartitionsMismatch.
 - :func:`streams.consumer_positions.guard_positions`: Faust seeks from the app's thread while aiokafka
-  consumes in its own; without it a seek racing a fetch result is lost (session 7's restart stalls).
+  consumes in its own; without it a seek racing a fetch result is lost (a partition can then stand
+  behind its end).
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ def deliver_without_tasks() -> None:
     The conductor's per-record path (a lock, two awaited flow checks, the producer buffer's size read
     twice through Faust's settings object, an awaited decode, pressure callbacks) was 17 % of the
     worker's samples on a backlog (py-spy, bench/bench_throughput.py --profile, session 8). The checks
-    that matter stay: flow control active and room in the queue (``can_deliver``) before each record.
+    that matter stay: flow control active and room in the queue before each record (the producer buffer's
+    size only matters to the conductor, which may wait for it to drain).
     """
     from faust.transport import consumer as faust_consumer
 

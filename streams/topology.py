@@ -133,8 +133,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         ended (:func:`_rebalance_ended`).
 
         Not at ``on_rebalance_complete`` itself (sessions 3-7): then Faust had not read the commits yet,
-        so every input partition was sought to 0 (traced in session 8: ``0 -> 0`` seeks right before
-        Faust's own to the commits) and Faust's seek and flow resume still came after ours.
+        so every input partition was sought to 0 (traced in session 8: ``507 -> 0`` on this thread, then
+        Faust's ``0 -> 507`` on the consumer's), and Faust's seek and flow resume still came after ours.
 
         Faust seeks to the committed offsets at the end of recovery, before flow resumes; records the
         consumer thread fetches in between are dropped (flow suspended), and the position stays past them.

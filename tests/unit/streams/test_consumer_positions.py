@@ -1,5 +1,5 @@
 """Seeks that land while aiokafka's consumer thread hands out fetched records are not lost
-(streams.consumer_positions; the race behind session 7's restart stalls).
+(streams.consumer_positions; the race session 7 took for the whole cause of its restart stalls).
 
 The interleaving is made deterministic: the fetched records' iterator performs the "other thread's" seek
 while the fetch result is being read, exactly where the GIL let Faust's app thread in."""
