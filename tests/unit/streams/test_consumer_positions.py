@@ -40,27 +40,31 @@ class Records:
         return offset
 
 
-def _assignment(position: int) -> tuple[Assignment, Any]:
+def _fetched(position: int, n: int, seek: tuple[int, int] | None = None) -> tuple[FetchResult, Any]:
+    """A fetch result of ``n`` records from ``position`` on a fresh assignment, and the partition's state;
+    ``seek=(i, x)``: the other thread seeks to ``x`` just before record ``i`` is handed out."""
     assignment = Assignment({TP})
     state = assignment.state_value(TP)
     state.seek(position)
-    return assignment, state
+
+    def during(i: int) -> None:
+        if seek is not None and i == seek[0]:
+            state.seek(seek[1])
+
+    return FetchResult(TP, assignment=assignment, backoff=0, partition_records=Records(position, n, during)), state
 
 
 def _run(body: Callable[[], None]) -> None:
     async def main() -> None:  # aiokafka's Assignment needs a running loop
+        guard_positions()
         body()
 
     asyncio.run(main())
 
 
 def test_a_seek_during_getall_is_kept_and_the_stale_records_are_not_handed_out() -> None:
-    guard_positions()
-
     def body() -> None:
-        assignment, state = _assignment(654)
-        result = FetchResult(TP, assignment=assignment, backoff=0,
-                             partition_records=Records(654, 5, during=lambda i: i == 2 and state.seek(507)))
+        result, state = _fetched(654, 5, seek=(2, 507))
         assert result.getall() == []  # the seek asked for 507 onwards: these records are not the next ones
         assert state.position == 507  # unguarded aiokafka overwrote it with 659: 507..658 never came
         assert not result.has_more()
@@ -69,12 +73,8 @@ def test_a_seek_during_getall_is_kept_and_the_stale_records_are_not_handed_out()
 
 
 def test_a_seek_during_getone_is_kept() -> None:
-    guard_positions()
-
     def body() -> None:
-        assignment, state = _assignment(10)
-        result = FetchResult(TP, assignment=assignment, backoff=0,
-                             partition_records=Records(10, 3, during=lambda i: state.seek(4)))
+        result, state = _fetched(10, 3, seek=(0, 4))
         assert result.getone() is None
         assert state.position == 4
 
@@ -82,11 +82,8 @@ def test_a_seek_during_getone_is_kept() -> None:
 
 
 def test_without_a_seek_records_and_positions_are_aiokafkas() -> None:
-    guard_positions()
-
     def body() -> None:
-        assignment, state = _assignment(100)
-        result = FetchResult(TP, assignment=assignment, backoff=0, partition_records=Records(100, 5))
+        result, state = _fetched(100, 5)
         assert result.getall(max_records=2) == [100, 101]
         assert state.position == 102 and result.has_more()
         assert result.getone() == 102
@@ -98,11 +95,8 @@ def test_without_a_seek_records_and_positions_are_aiokafkas() -> None:
 
 
 def test_a_seek_before_the_result_is_read_discards_it() -> None:
-    guard_positions()
-
     def body() -> None:
-        assignment, state = _assignment(20)
-        result = FetchResult(TP, assignment=assignment, backoff=0, partition_records=Records(20, 3))
+        result, state = _fetched(20, 3)
         state.seek(15)
         assert result.getall() == []
         assert state.position == 15
@@ -114,17 +108,16 @@ def test_seek_to_leaves_the_buffered_result_to_the_consumer_thread() -> None:
     guard_positions()
 
     async def main() -> None:
-        assignment, state = _assignment(30)
+        buffered, state = _fetched(30, 3)
 
         class Subscriptions:
             def seek(self, tp: TopicPartition, offset: int) -> None:
-                assignment.state_value(tp).seek(offset)
+                state.seek(offset)
 
         fetcher = Fetcher.__new__(Fetcher)  # only what seek_to touches
         fetcher._subscriptions = Subscriptions()
         fetcher._loop = asyncio.get_running_loop()
         fetcher._wait_consume_future = fetcher._loop.create_future()
-        buffered = FetchResult(TP, assignment=assignment, backoff=0, partition_records=Records(30, 3))
         fetcher._records = {TP: buffered}
         fetcher.seek_to(TP, 12)
         assert fetcher._records == {TP: buffered}  # the consumer thread's dict is not mutated from here
