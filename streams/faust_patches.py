@@ -106,18 +106,17 @@ def deliver_without_tasks() -> None:
     so that a delivery blocked on a full queue or on suspended flow control is abandoned when a rebalance
     begins. Measured with bench/bench_throughput.py: the worker received records at ~10,000/s however idle
     it was, which capped its throughput below what its batch core does. Here the loop waits until the
-    delivery cannot block (flow control active, the producer buffer below its limit, the app's raw source
-    queue not full: ``app.tierstream_can_deliver()``), so the callback completes without suspending and
-    records enter the queue in offset order; once a rebalance has begun (``suspend_flow``), Faust's
-    original path runs. Apps without the predicate keep the original loop.
+    delivery cannot block (flow control active and the producer buffer below its limit:
+    ``app.tierstream_can_deliver()``), so the callback completes without suspending and records are
+    delivered in offset order; once a rebalance has begun (``suspend_flow``), Faust's original path runs.
+    Apps without the predicate keep the original loop.
 
-    Records of the topics in ``app.tierstream_direct`` (topic names, queue) skip the conductor too and go
-    straight into that queue (the raw source's: its only subscriber, and its ``decode`` is the identity).
-    The conductor's per-record path (a lock, two awaited flow checks, the producer buffer's size read
-    twice through Faust's settings object, an awaited decode, pressure callbacks) was 17 % of the
-    worker's samples on a backlog (py-spy, bench/bench_throughput.py --profile, session 8). The checks
-    that matter stay: flow control active and room in the queue before each record (the producer buffer's
-    size only matters to the conductor, which may wait for it to drain).
+    Records of the topics in ``app.tierstream_direct`` (topic names, queue, ``can_receive``) skip the
+    conductor too and go straight into that queue (the raw source's: its only subscriber, and its
+    ``decode`` is the identity) once ``can_receive()`` (flow control active, room in the queue). The
+    conductor's per-record path (a lock, two awaited flow checks, the producer buffer's size read twice
+    through Faust's settings object, an awaited decode, pressure callbacks) was 17 % of the worker's
+    samples on a backlog (py-spy, bench/bench_throughput.py --profile, session 8).
     """
     from faust.transport import consumer as faust_consumer
 
@@ -132,12 +131,8 @@ def deliver_without_tasks() -> None:
             await original(self, fetcher)
             return
         callback = self.callback
-        direct_topics, direct_queue = getattr(self.app, "tierstream_direct", (frozenset(), None))
-        flow_active = self.app.flow_control.is_active
-
-        def can_receive() -> bool:  # the direct path cannot block now (no producer buffer involved)
-            return bool(flow_active()) and not direct_queue.full()
-
+        direct_topics, direct_queue, can_receive = getattr(
+            self.app, "tierstream_direct", (frozenset(), None, None))
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set

@@ -82,14 +82,18 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     flow = app.flow_control
     queue = source.queue
 
+    # streams.faust_patches.deliver_without_tasks: when a delivery cannot block now. Input records go
+    # straight into the source's queue (RawSource is their only subscriber); other records (changelogs
+    # during recovery) through the conductor, which waits for the producer buffer to drain.
+    def can_receive() -> bool:
+        return flow.is_active() and not queue.full()
+
     def can_deliver() -> bool:
-        # streams.faust_patches.deliver_without_tasks: the conductor's delivery cannot block now
         buffer = app.producer.buffer
-        return flow.is_active() and not queue.full() and buffer.size <= buffer.max_messages
+        return flow.is_active() and buffer.size <= buffer.max_messages
 
     app.tierstream_can_deliver = can_deliver  # type: ignore[attr-defined]
-    # Input records go straight into the source's queue (RawSource is their only subscriber).
-    app.tierstream_direct = (frozenset(topics.all_consumed()), queue)  # type: ignore[attr-defined]
+    app.tierstream_direct = (frozenset(topics.all_consumed()), queue, can_receive)  # type: ignore[attr-defined]
 
     @app.task
     async def _process() -> None:
