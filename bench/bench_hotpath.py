@@ -7,9 +7,9 @@ order, each followed by the decay rounds of the customers due up to each partiti
 watermark (``Worker._run_due``: up to 50 rounds of 2,000, decided in memory, then stored). No Faust, Kafka,
 Redis or metrics: those costs are in ``bench/bench_throughput.py``.
 
-Load: ``tierstream.synth.generate_events`` with the throughput harness's defaults (1,200 customers, seed 8,
-60 days of event time), but with a *fixed* end time (2026-01-01) so two runs see the same events and the
-digests below are comparable across code versions.
+Load: ``tierstream.synth.generate_events`` with the throughput harness's defaults of sessions 1-8 (1,200
+customers, seed 8, 60 days of event time), but with a *fixed* end time (2026-01-01) so two runs see the same
+events and the digests below are comparable across code versions.
 
 Output, per scenario (``one``: five_tier; ``all``: the eleven presets): events/s (wall), CPU seconds per
 1,000 events (``time.process_time``; best of ``--repeat`` runs; the harness's own digest work is measured and
@@ -210,7 +210,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--batch", type=int, default=1000,
                     help="records per batch (1000 keeps digests comparable with earlier runs; the worker's "
-                         "TIERSTREAM_BATCH_MAX is 10000, reached when it is behind)")
+                         "TIERSTREAM_BATCH_MAX is 40000, reached when it is behind)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per scenario; the lowest CPU time counts")
     ap.add_argument("--scenarios", default="one,all")
     ap.add_argument("--rewrite-unchanged", choices=("true", "false"), default="true",

@@ -87,6 +87,15 @@ def consumed(port: int) -> float:
     return metric_sum(metrics_page(port), "tierstream_events_consumed_total")
 
 
+def progress(port: int) -> tuple[float, float | None]:
+    """A worker's (input events consumed, unix time at which the batch that brought that count ended), read
+    from one /metrics page: the worker sets both at the end of each batch, so the pair is consistent and
+    its time is the worker's own, not the time this poll was answered. None before the first batch."""
+    page = metrics_page(port)
+    n = metric_sum(page, "tierstream_events_consumed_total")
+    return n, (metric_sum(page, "tierstream_last_event_timestamp_seconds") or None) if n else None
+
+
 def naive_count(port: int) -> dict[str, float]:
     """The naive Faust app's counter page (see bench/naive_faust_app.py)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=2) as resp:
