@@ -21,7 +21,8 @@ Crash-consistency invariants (at-least-once, effects idempotent):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -37,7 +38,7 @@ from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects, forget_k
 from streams.partitioning import partition_for
 from streams.topics import Topics
 
-__all__ = ["BOOKKEEPING", "BatchProcessor", "DeadLetter", "InRecord", "Outbox", "encode_change"]
+__all__ = ["BOOKKEEPING", "BatchProcessor", "DeadLetter", "InRecord", "Outbox", "encode_change", "run_steps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,22 @@ class Outbox(Effects):
 StateLoader = Callable[[str, int], bytes | None]  # (customer_id, partition) -> stored state
 
 _PARTITION_MEMO = 1 << 14  # customer ids whose partition BatchProcessor remembers (~0.1 kB each)
+
+#: A step of :meth:`BatchProcessor.steps` ends after this much work: the loop then answers within ~10 ms
+#: (web, metrics, timers, rebalance callbacks), and a batch of 40,000 records yields ~100-300 times. Every
+#: yield lets the consumer thread take the GIL (measured at 4,800 customers, one policy: steps of ~3 ms
+#: cost ~5 % of the drain rate against none).
+STEP_SECONDS = 0.01
+_CLOCK_EVERY = 64  # records routed between two looks at the clock (~0.5 ms of routing)
+
+
+def run_steps(steps: Generator[None, None, Outbox]) -> Outbox:
+    """Drive a :meth:`BatchProcessor.steps` generator to its end, with nothing in between."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 class BatchProcessor:
@@ -166,22 +183,43 @@ class BatchProcessor:
     # ------------------------------------------------------------------ the batch
     def process(self, records: Sequence[InRecord], load: StateLoader, now: datetime | None = None) -> Outbox:
         """Fold and score one batch. ``now`` is wall-clock (validation, ``decided_at``)."""
+        return run_steps(self.steps(records, load, now))
+
+    def steps(self, records: Sequence[InRecord], load: StateLoader, now: datetime | None = None,
+              step_seconds: float = STEP_SECONDS) -> Generator[None, None, Outbox]:
+        """:meth:`process` in steps: yields once at least ``step_seconds`` of work has been done since the
+        last yield (the clock is read every customer decided, every 64 records routed); returns the Outbox.
+
+        The worker drives it from its event loop and lets the loop run between steps, so a batch of tens
+        of thousands of records (seconds of work when the worker is behind) does not stop the web server,
+        timers, the consumer's deliveries or Faust's rebalance callbacks for its whole length
+        (streams.worker). The result is :meth:`process`'s whatever runs in between: nothing here reads
+        anything but ``records`` and ``load``, and the worker's ``load`` answers from states read before
+        the first step."""
         now = now or datetime.now(UTC)
         out = Outbox()
         events: dict[str, list[tuple[InRecord, AnyEvent]]] = {}
         commands: dict[str, list[tuple[InRecord, AdminCommand]]] = {}
         admin_topic = self.topics.admin_commands
-        for rec in records:
+        clock = time.perf_counter
+        step_ends = clock() + step_seconds
+        for i, rec in enumerate(records, 1):
             if rec.topic == admin_topic:
                 command = self._route_command(rec, now, out)
                 if command is not None:
                     commands.setdefault(command.customer_id, []).append((rec, command))
-                continue
-            event = self._route(rec, now, out)
-            if event is not None:
-                events.setdefault(event.customer_id, []).append((rec, event))
+            else:
+                event = self._route(rec, now, out)
+                if event is not None:
+                    events.setdefault(event.customer_id, []).append((rec, event))
+            if not i % _CLOCK_EVERY and clock() >= step_ends:
+                yield
+                step_ends = clock() + step_seconds
         for customer_id in {**events, **commands}:
             self._customer(customer_id, events.get(customer_id, []), commands.get(customer_id, []), load, now, out)
+            if clock() >= step_ends:
+                yield
+                step_ends = clock() + step_seconds
         return out
 
     def _customer(

@@ -113,6 +113,35 @@ def _fetcher_view(consumer: object, tp: object) -> dict[str, object]:
     return view
 
 
+def read_ahead(records: Sequence[InRecord], load: Callable[[str, int], bytes | None]
+               ) -> Callable[[str, int], bytes | None]:
+    """Read now, with ``load``, the stored state of every customer ``records`` may touch, and return a
+    loader answering from what was read (a batch decided in steps must not read the store in between:
+    streams.worker.Worker._handle).
+
+    A record is decided only for the customer of its key on its own partition (streams.batch routes any
+    other to the repartition topic or the dead letters, unread), so the keys name every state needed. The
+    returned loader raises ``LookupError`` for any other (customer, partition): a bug, never a silent miss."""
+    states: dict[tuple[str, int], bytes | None] = {}
+    for key, partition in {(r.key, r.partition) for r in records}:
+        if key is None:
+            continue
+        try:
+            customer_id = key.decode()
+        except UnicodeDecodeError:
+            continue  # no event's customer id: the record is dead-lettered or repartitioned
+        states[(customer_id, partition)] = load(customer_id, partition)
+
+    def loaded(customer_id: str, partition: int) -> bytes | None:
+        try:
+            return states[(customer_id, partition)]
+        except KeyError:
+            raise LookupError(f"customer {customer_id!r} of partition {partition} was not read before its "
+                              "batch (only records keyed by their customer are decided)") from None
+
+    return loaded
+
+
 class Worker:
     """Holds the app's topics, table, processor and read-model writer; ``handle`` processes one batch."""
 
@@ -134,6 +163,8 @@ class Worker:
         self._partition_events = {p: PartitionEvent(p) for p in range(processor.partitions)}
         # One batch or decay run at a time: both read-modify-write customer state across an await.
         self.lock = asyncio.Lock()
+        # True while a batch is decided in steps: the input queue takes no records meanwhile (streams.topology).
+        self.deciding = False
         # Batches and decay wait for this: set once the current assignment's policy rollout is planned and
         # allowed (streams.rollout.Rollout.after_rebalance); cleared at every assignment.
         self.gate = asyncio.Event()
@@ -183,7 +214,8 @@ class Worker:
     async def handle(self, messages: Sequence[Message]) -> list[Message] | None:
         """Process one batch of messages end to end; returns the messages the caller may ack once this
         returns (if ``current(generation)`` still holds), or ``None`` when the batch holds records of an
-        older consumer generation (or flow control is suspended): then nothing was applied.
+        older consumer generation (or flow control is suspended), or when a rebalance began while it was
+        decided: then nothing was applied.
 
         Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
         OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
@@ -195,20 +227,22 @@ class Worker:
         async with self.lock:
             epoch = self.epoch()
             if epoch is None or any(m.generation_id != epoch for m in messages):
-                metrics.STALE_BATCHES.inc()
-                log.info("batch of an earlier consumer generation dropped (re-delivered from the commit)",
-                         extra={"records": len(messages), "generation": messages[0].generation_id,
-                                "current": epoch})
+                self._stale(len(messages), messages[0].generation_id, epoch)
                 return None
             consumer = self.app.consumer
             admission = self.offsets.admit(messages, epoch, self.start_offset)
-            # From here to the state writes nothing awaits: a rebalance cannot begin in between.
-            if admission.admitted:
-                await self._handle(admission.admitted)
+            if admission.admitted and not await self._handle(admission.admitted, epoch):
+                return None  # a rebalance began while the batch was decided: nothing was applied
             if admission.dropped:
                 metrics.RECORDS_HELD_BACK.inc(admission.dropped)
             await self._realign(consumer, admission.reseek, admission.accepted_gaps)
             return admission.admitted
+
+    @staticmethod
+    def _stale(records: int, generation: int | None, current: int | None) -> None:
+        metrics.STALE_BATCHES.inc()
+        log.info("batch of an earlier consumer generation dropped (re-delivered from the commit)",
+                 extra={"records": records, "generation": generation, "current": current})
 
     def start_offset(self, tp: object) -> int:
         """Where input partition ``tp``'s records start in this generation: the committed offset, or 0 when
@@ -287,14 +321,29 @@ class Worker:
         async with self.lock:
             await self._run_due()
 
-    async def _handle(self, messages: Sequence[Message]) -> None:
-        """Apply one admitted batch: state, then outputs (on the broker before this returns, so before the
-        caller acks), then the read model."""
+    async def _handle(self, messages: Sequence[Message], epoch: int) -> bool:
+        """Apply one admitted batch of generation ``epoch``: state, then outputs (on the broker before this
+        returns, so before the caller acks), then the read model. False when a rebalance began while the
+        batch was decided: then nothing of it was applied, and the offset guard has forgotten it.
+
+        The batch is decided in steps with the loop running in between (:meth:`_decide`): a backlog batch
+        is seconds of work, during which health checks, metric scrapes, timers and Faust's rebalance
+        callbacks must still run. So every state the batch needs is read first (:meth:`preload`: Faust
+        closes a revoked partition's database when a rebalance begins), and the generation is checked
+        again before anything is written."""
         started = time.perf_counter()
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
         bulk = await self.bulk()
-        out = self.processor.process([to_record(m) for m in messages], self.loader(sizes), now)
+        records = [to_record(m) for m in messages]
+        out = await self._decide(records, self.preload(records, sizes), now)
+        if not self.current(epoch):
+            # Its records come again from the commit, to this worker or another; de-duplication absorbs
+            # nothing here, since nothing was written.
+            self.offsets.forget()
+            self._stale(len(messages), epoch, self.epoch())
+            return False
+        # From the check to the state writes nothing awaits: the store is written in the generation that read it.
         self._write_states(out.state_writes)
         await self._send(bulk)
         for dead in out.dead_letters:
@@ -326,6 +375,27 @@ class Worker:
         self.gauges.on_batch(out, sizes, out.moves)
         self.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in messages})
         self._observe(out, messages, now, started)
+        return True
+
+    async def _decide(self, records: Sequence[InRecord], load: Callable[[str, int], bytes | None],
+                      now: datetime) -> Outbox:
+        """``processor.process(records, load, now)``, letting the loop run between its steps (a few
+        milliseconds each: streams.batch.BatchProcessor.steps)."""
+        steps = self.processor.steps(records, load, now)
+        self.deciding = True
+        try:
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                await asyncio.sleep(0)
+        finally:
+            self.deciding = False
+
+    def preload(self, records: Sequence[InRecord], sizes: dict[str, int]) -> Callable[[str, int], bytes | None]:
+        """:func:`read_ahead` from the store (records each state's size in ``sizes``)."""
+        return read_ahead(records, self.loader(sizes))
 
     def _emit(self, out: Outbox) -> int:
         """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""

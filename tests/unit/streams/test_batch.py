@@ -172,3 +172,60 @@ def test_invalid_admin_command_is_dead_lettered_with_reason():
     out = processor().process([rec(0, {"type": "set_override", "customer_id": "c1"}, topic=TOPICS.admin_commands)],
                               Store().load, NOW)
     assert [d.reason for d in out.dead_letters] == ["invalid_command"]
+
+
+def _mixed_batch(customers: int, per_customer: int) -> list[InRecord]:
+    """Orders of ``customers`` customers interleaved, plus one admin command and two records routed away."""
+    records = [rec(i * customers + c, order(f"e{c}-{i}", "100", days_before=1 + i / 10, cid=f"c{c}"))
+               for i in range(per_customer) for c in range(customers)]
+    command = {"type": "set_override", "command_id": "cmd-1", "customer_id": "c1", "policy": "five_tier",
+               "kind": "pin", "tier": "gold", "actor": "exec@example.com", "reason": "board decision"}
+    records.append(rec(len(records), command, topic=TOPICS.admin_commands))
+    records.append(InRecord(TOPICS.input("order"), 0, len(records), b"c1", b"{nope"))
+    records.append(rec(len(records), order("x", "5", cid="c2"), key=None))  # mis-keyed: repartitioned
+    return records
+
+
+def test_steps_yield_between_records_and_customers_and_decide_as_process_does():
+    # 40 customers x 15 orders + 3 = 603 records; with no time allowed per step, a step ends every 64 records
+    # routed (the clock is read that often) and after every customer decided
+    records = _mixed_batch(40, 15)
+    store = Store()
+    store.save(processor().process(records[:40], store.load, NOW))  # some customers known, some not
+    steps = processor().steps(records, store.load, NOW, step_seconds=0)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+            yields += 1
+        except StopIteration as done:
+            stepped = done.value
+            break
+    assert yields == len(records) // 64 + 40 == 49
+    assert stepped == processor().process(records, store.load, NOW)
+    assert len(stepped.state_writes) == 40 and stepped.audit and stepped.dead_letters and stepped.repartition
+    # a step longer than the whole batch: no yield at all
+    assert sum(1 for _ in processor().steps(records, store.load, NOW, step_seconds=60)) == 0
+
+
+def test_read_ahead_reads_every_state_a_batch_needs_once_and_refuses_any_other():
+    from streams.worker import read_ahead
+
+    records = _mixed_batch(5, 3)
+    records.append(InRecord(TOPICS.input("order"), 1, 99, b"\xff\xfe", b"{}"))  # not a customer id: skipped
+    store = Store()
+    store.save(processor().process(records[:5], store.load, NOW))
+    reads: list[tuple[str, int]] = []
+
+    def load(customer_id: str, partition: int) -> bytes | None:
+        reads.append((customer_id, partition))
+        return store.load(customer_id, partition)
+
+    loaded = read_ahead(records, load)
+    assert sorted(reads) == sorted({(f"c{c}", partition_for(f"c{c}".encode(), 4)) for c in range(5)}
+                                   | {("c1", 0)})  # the unparsable record's key is read too (harmless)
+    # the batch decides exactly as with the store itself, reading nothing more
+    assert processor().process(records, loaded, NOW) == processor().process(records, store.load, NOW)
+    assert len(reads) == 6
+    with pytest.raises(LookupError, match="'c9' of partition 2 was not read"):
+        loaded("c9", 2)
