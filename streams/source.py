@@ -51,11 +51,18 @@ class RawSource(faust.Topic):
         await self.queue.put(value)
 
 
-async def batches(source: RawSource, max_records: int, max_wait: float) -> AsyncIterator[list[Message]]:
-    """Lists of up to ``max_records`` messages: the first one awaited, the rest taken while they are
-    already queued, and, when the worker is behind, while more arrive within ``max_wait`` seconds of the
-    first. A list may straddle a rebalance: the worker checks each message's ``generation_id`` before
-    applying anything.
+async def batches(source: RawSource, max_records: int, max_wait: float, max_keys: int | None = None
+                  ) -> AsyncIterator[list[Message]]:
+    """Lists of up to ``max_records`` messages with at most ``max_keys`` distinct keys (customers): the
+    first one awaited, the rest taken while they are already queued, and, when the worker is behind, while
+    more arrive within ``max_wait`` seconds of the first. A list may straddle a rebalance: the worker checks
+    each message's ``generation_id`` before applying anything.
+
+    Why two limits: a batch decides each customer once, so its savings grow with events per customer and
+    its memory (states, outputs, read-model records) with customers. Measured with bench/bench_throughput.py
+    (one policy, session 9): 40,000-record batches drained 4,800 customers' backlog ~2 x faster than
+    10,000-record ones (about eight events per customer per batch), and 50,000 customers' only 12 % faster
+    for 313 MB more peak memory (about one event per customer per batch).
 
     Behind means the first message is older than ``_BEHIND_AFTER`` (wall clock minus its timestamp): then
     bigger batches are cheaper per record (one flush, one Redis round trip per batch) and waiting costs
@@ -65,19 +72,24 @@ async def batches(source: RawSource, max_records: int, max_wait: float) -> Async
     queue = source.queue
     get_nowait = queue.get_nowait
     empty = asyncio.QueueEmpty
+    max_keys = max_keys or max_records
     while True:
         first = _message(await queue.get())
         batch = [first]
+        keys = {first.key}
         now = time.time()
         behind = first.timestamp is None or now - first.timestamp > _BEHIND_AFTER
         deadline = time.monotonic() + (max_wait if behind else min(max_wait, _CAUGHT_UP_GRACE))
-        while len(batch) < max_records:
+        while len(batch) < max_records and len(keys) < max_keys:
             try:
-                batch.append(_message(get_nowait()))
+                message = _message(get_nowait())
             except empty:
                 if time.monotonic() >= deadline:
                     break
                 await asyncio.sleep(0.002)  # let the fetcher deliver more before we cut the batch
+                continue
+            batch.append(message)
+            keys.add(message.key)
         yield batch
 
 

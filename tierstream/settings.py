@@ -75,8 +75,14 @@ class Settings(BaseSettings):
         None, ge=1, description="Events older than this are too late; default: longest policy window."
     )
     batch_max: int = Field(
-        10000, ge=1, description="Records processed per batch at most (a customer's events in one batch are "
-        "folded and scored once)."
+        40000, ge=1, description="Records processed per batch at most (a customer's events in one batch are "
+        "folded and scored once). Reached only when the worker is behind: bigger batches drain a backlog "
+        "faster (fewer decisions per event) for more memory."
+    )
+    batch_max_customers: int = Field(
+        20000, ge=1, description="Distinct customers (record keys) per batch at most: a batch's memory and "
+        "outputs grow with its customers, its savings with events per customer, so a backlog of many "
+        "customers with few events each is cut into smaller batches."
     )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms). The embedded "

@@ -1,6 +1,6 @@
 """Regression: records delivered while the worker's input queue is full are not lost.
 
-When the raw source queue (``streams.source.RawSource``, ``2 × TIERSTREAM_BATCH_MAX`` records) is full,
+When the raw source queue (``streams.source.RawSource``, ``TIERSTREAM_BATCH_MAX`` records) is full,
 Faust's conductor hands the record to ``Topic.put``, which refused any channel not iterated with
 ``aiter()``; the record was lost in a task's exception ("Cannot put on Topic channel before aiter").
 Found by a 229,431-event backlog run of bench/bench_throughput.py: records in the middle of a partition
@@ -23,7 +23,7 @@ EVENTS = 600
 
 
 def test_records_delivered_to_a_full_queue_are_all_processed(stack, make_worker) -> None:
-    worker = make_worker(batch_max="5")  # queue of 10 records: full whenever a batch is being processed
+    worker = make_worker(batch_max="5")  # queue of 5 records: full whenever a batch is being processed
     ensure_topics(stack.broker_url, [*worker.topics.all_consumed(), *worker.topics.all_produced()], 4)
     prod = producer(stack.broker_url)
     for i in range(EVENTS):  # the backlog is there before the worker starts
