@@ -76,8 +76,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     writer = ReadModelWriter.from_settings(settings)
     worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching)
     rollout = Rollout(worker, settings)
-    # One batch's worth of records: filled while a batch's outputs are carried out and when the next batch
-    # is cut (no deliveries while a batch is decided: can_receive below).
+    # One batch's worth of records: the consumer refills it while the current batch is decided (the loop
+    # runs between the batch's steps), so the next batch is ready when this one ends.
     source = RawSource(app, topics=topics.all_consumed(), key_serializer="raw", value_serializer="raw",
                        maxsize=settings.batch_max)
     app.topics.add(source)  # subscribe: the conductor delivers its partitions' messages to source.queue
@@ -87,12 +87,11 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     # streams.faust_patches.deliver_without_tasks: when a delivery cannot block now. Input records go
     # straight into the source's queue (RawSource is their only subscriber); other records (changelogs
     # during recovery) through the conductor, which waits for the producer buffer to drain.
-    # Not while a batch is being decided: the loop runs between the batch's steps, and records delivered
-    # then cost the consumer thread's fetches and hand-overs in the middle of the batch, contending for
-    # the GIL with it (measured with bench/bench_throughput.py, 4,800 customers, one policy: 0.094-0.106
-    # CPU ms per event delivering meanwhile, 0.064-0.076 without). The next batch fills after this one.
+    # Also while a batch is being decided (the loop runs between its steps): holding deliveries back until
+    # the batch ended made the stall watch seek a partition after 3 of 6 kill -9 restarts under CPU
+    # burners (1 of 6 delivering meanwhile), for no measurable gain once steps were 10 ms (session 9).
     def can_receive() -> bool:
-        return flow.is_active() and not worker.deciding and not queue.full()
+        return flow.is_active() and not queue.full()
 
     def can_deliver() -> bool:
         buffer = app.producer.buffer

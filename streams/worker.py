@@ -163,8 +163,6 @@ class Worker:
         self._partition_events = {p: PartitionEvent(p) for p in range(processor.partitions)}
         # One batch or decay run at a time: both read-modify-write customer state across an await.
         self.lock = asyncio.Lock()
-        # True while a batch is decided in steps: the input queue takes no records meanwhile (streams.topology).
-        self.deciding = False
         # Batches and decay wait for this: set once the current assignment's policy rollout is planned and
         # allowed (streams.rollout.Rollout.after_rebalance); cleared at every assignment.
         self.gate = asyncio.Event()
@@ -382,16 +380,12 @@ class Worker:
         """``processor.process(records, load, now)``, letting the loop run between its steps (a few
         milliseconds each: streams.batch.BatchProcessor.steps)."""
         steps = self.processor.steps(records, load, now)
-        self.deciding = True
-        try:
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-                await asyncio.sleep(0)
-        finally:
-            self.deciding = False
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
 
     def preload(self, records: Sequence[InRecord], sizes: dict[str, int]) -> Callable[[str, int], bytes | None]:
         """:func:`read_ahead` from the store (records each state's size in ``sizes``)."""
