@@ -152,9 +152,13 @@ class OffsetGuard:
             self.expected[tp] = offset
             self.resync[tp] = _Resync(offset, offset)
 
-    def forget(self) -> None:
+    def forget(self, generation: int | None = None) -> None:
         """Drop all expectations (the admitted batch was not applied): the next batch starts afresh from
-        the committed offsets, like a new generation."""
+        the committed offsets, like a new generation. With ``generation``, only if the guard still holds
+        that generation's: a batch abandoned because a rebalance overtook it must not drop what the new
+        generation's seek announced meanwhile (:meth:`expect`)."""
+        if generation is not None and generation != self.generation:
+            return
         self.generation = None
         self.expected.clear()
         self.resync.clear()

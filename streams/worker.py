@@ -336,9 +336,8 @@ class Worker:
         records = [to_record(m) for m in messages]
         out = await self._decide(records, self.preload(records, sizes), now)
         if not self.current(epoch):
-            # Its records come again from the commit, to this worker or another; de-duplication absorbs
-            # nothing here, since nothing was written.
-            self.offsets.forget()
+            # Nothing was written: its records come again from the commit, to this worker or another.
+            self.offsets.forget(epoch)
             self._stale(len(messages), epoch, self.epoch())
             return False
         # From the check to the state writes nothing awaits: the store is written in the generation that read it.
@@ -377,8 +376,8 @@ class Worker:
 
     async def _decide(self, records: Sequence[InRecord], load: Callable[[str, int], bytes | None],
                       now: datetime) -> Outbox:
-        """``processor.process(records, load, now)``, letting the loop run between its steps (a few
-        milliseconds each: streams.batch.BatchProcessor.steps)."""
+        """``processor.process(records, load, now)``, letting the loop run between its steps (~10 ms
+        each: streams.batch.BatchProcessor.steps)."""
         steps = self.processor.steps(records, load, now)
         while True:
             try:

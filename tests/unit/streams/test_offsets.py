@@ -127,3 +127,17 @@ def test_an_announcement_of_an_older_generation_is_forgotten() -> None:
     guard.expect(3, {A: 121})
     got = guard.admit(msgs(A, 130), generation=4, committed={A: 130}.get)
     assert offsets(got.admitted) == [(1, 130)]
+
+
+def test_abandoning_an_overtaken_batch_keeps_the_new_generations_announced_seek() -> None:
+    """Session 9: a batch decided in steps can be overtaken by a rebalance whose seek to the commits is
+    announced (expect) before the batch notices and is abandoned; forgetting it must not drop that."""
+    guard = OffsetGuard()
+    assert offsets(guard.admit(msgs(A, 100, 101), generation=2, committed={A: 100}.get).admitted) == [
+        (1, 100), (1, 101)]
+    guard.expect(3, {A: 100})  # the rebalance ended and sought A to its commit meanwhile
+    guard.forget(2)  # the generation-2 batch is abandoned
+    got = guard.admit(msgs(A, 140) + msgs(A, 100), generation=3, committed={A: 100}.get)
+    assert offsets(got.admitted) == [(1, 100)] and (got.reseek, got.dropped) == ({}, 1)  # 140: stale, no seek
+    guard.forget(3)  # abandoning a batch of the guard's own generation does forget
+    assert guard.generation is None and not guard.expected
