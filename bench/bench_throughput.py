@@ -18,8 +18,9 @@ Throughput is counted from the first to the last event processed, on a backlog p
 consumer starts (the consumer is the only thing measured). The machine is shared: compare the ratios of
 one run, not absolute figures across runs; the load average before and after is recorded.
 
-(b) and each (c) drain run ``--repeat`` times (default 3) on fresh topics; the run of median events/s counts,
-and every run's figure is kept (single drains of the default load differ by up to 2x on this machine).
+(b) and the (c) drains with one policy and with all presets run ``--repeat`` times (default 3) on fresh topics;
+the run of median events/s counts, and every run's figure is kept (single drains of the default load differ
+by up to 2x on this machine).
 
 Run: ``.venv/bin/python bench/bench_throughput.py [--customers 6000] [--days 60] [--repeat 3] [--profile] [--scale]``
 Writes ``bench/results/throughput.json`` (and ``profile_one_policy.txt`` with ``--profile``).
@@ -298,6 +299,11 @@ class Run:
                 stop_process(spy)
             self.stop(proc)
         return drain, extra
+
+    def figures(self, scenario: str, policies: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """:meth:`worker`'s drain and facts as one dict (the scenario's entry in the results)."""
+        drain, facts = self.worker(scenario, policies, extra_env=extra_env)
+        return {**drain.as_dict(), **facts}
 
     def _spy(self, pid: int, profile: Path) -> subprocess.Popen[bytes]:
         """py-spy recording ``pid``. It sometimes fails to attach ("Failed to find python version from
@@ -684,7 +690,7 @@ def main() -> None:
     ap.add_argument("--scale", action="store_true",
                     help="1 vs 2 workers on the same partitions (live load, then a backlog)")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="runs of (b) and of each (c) drain; the run of median events/s counts (default 3)")
+                    help="runs of (b) and of (c) with one policy and all presets; the median run counts")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "throughput.json")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -730,11 +736,7 @@ def main() -> None:
                     s["naive"] = repeated(args.repeat, lambda i: run.naive(f"naive{i}").as_dict())
             if "one" not in skip:
                 with phase("(c) tierstream worker, one policy (five_tier)", results, args.out):
-                    def one(i: int) -> dict[str, Any]:
-                        drain, facts = run.worker(f"worker_one{i}", "five_tier")
-                        return {**drain.as_dict(), **facts}
-
-                    s["worker_one"] = repeated(args.repeat, one)
+                    s["worker_one"] = repeated(args.repeat, lambda i: run.figures(f"worker_one{i}", "five_tier"))
             if "unbatched" not in skip:
                 with phase("(c) one policy, one record per producer batch (embedded end-offset correction off)",
                            results, args.out):
@@ -742,16 +744,12 @@ def main() -> None:
                     # worker produces in bulk (streams.bulk), as on Kafka. Off: the broker notes' work-around
                     # (one record per producer batch, Faust's per-record producer path): the baseline of
                     # sessions 1-3.
-                    drain, facts = run.worker("worker_one_unbatched", "five_tier",
-                                              extra_env={"TIERSTREAM_EMBEDDED_OFFSET_CORRECTION": "0"})
-                    s["worker_one_unbatched"] = {**drain.as_dict(), **facts}
+                    s["worker_one_unbatched"] = run.figures(
+                        "worker_one_unbatched", "five_tier", extra_env={"TIERSTREAM_EMBEDDED_OFFSET_CORRECTION": "0"})
             if "all" not in skip:
                 with phase(f"(c) tierstream worker, all {len(PRESETS)} presets", results, args.out):
-                    def every(i: int) -> dict[str, Any]:
-                        drain, facts = run.worker(f"worker_all{i}", all_presets)
-                        return {**drain.as_dict(), **facts, "policies": PRESETS}
-
-                    s["worker_all"] = repeated(args.repeat, every)
+                    s["worker_all"] = {**repeated(args.repeat, lambda i: run.figures(f"worker_all{i}", all_presets)),
+                                       "policies": PRESETS}
             if "latency" not in skip:
                 rate = args.latency_rate or 0.5 * s["worker_one"]["events_per_second"]
                 with phase(f"latency at {rate:,.0f} events/s offered (default: half of (c)'s maximum)",
