@@ -35,6 +35,13 @@ class BulkProducer:
         self._full: list[tuple[str, int, Any]] = []  # filled builders, in the order they filled
         self._partitions: dict[str, int] = {}  # topic -> partition count (metadata, cached)
 
+    def fork(self) -> BulkProducer:
+        """A collector of its own on the same producer, sharing the partition counts: a batch whose outputs
+        are in flight keeps its records apart from the next batch's (streams.worker pipelines the two)."""
+        other = BulkProducer(self._producer)
+        other._partitions = self._partitions
+        return other
+
     def __len__(self) -> int:
         """Builders collected and not yet submitted."""
         return len(self._open) + len(self._full)

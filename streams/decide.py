@@ -56,9 +56,11 @@ from scoring.rollout import pair_shadows, shadow_diff
 from scoring.state import CustomerState
 from scoring.timers import CONTINUOUS_PREFIX, earliest, next_review, next_threshold_crossing
 
-#: Event-caused steps with outputs kept per customer and policy for re-emission after a crash (a kill -9 can
-#: lose the outputs of the last two batches at most: one flush covers the previous batch's outputs).
-REEMIT_KEEP = 3
+#: Event-caused steps with outputs kept per customer and policy for re-emission after a crash. A kill -9 can
+#: lose the outputs of the last three batches at most: one flush covers the previous batch's outputs, and
+#: since session 10 one batch's outputs are in flight while the next is decided (streams.worker.Worker.follow).
+#: One more is kept as margin.
+REEMIT_KEEP = 4
 
 #: Key in ``CustomerState.tiers`` for the stream's own bookkeeping; every other key is a policy id.
 BOOKKEEPING = "~"

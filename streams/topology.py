@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 import faust
 import faust.web
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import Message
 
 from scoring.policy import CompiledPolicy, load_policies
 from scoring.state import MAX_RETENTION_DAYS
@@ -24,6 +26,7 @@ from streams.app import create_app
 from streams.batch import BatchProcessor
 from streams.rollout import Rollout
 from streams.source import RawSource, ack_all, batches
+from streams.state_cache import StateCache
 from streams.topics import Topics
 from streams.worker import Worker
 from tierstream.readmodel.writer import ReadModelWriter
@@ -63,6 +66,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     policies = load_policies(settings.policies)
     topics = Topics(settings.topic_prefix)
     app = create_app(settings)
+    states = StateCache(settings.state_cache_customers)
     processor = BatchProcessor(
         policies,
         topics,
@@ -72,9 +76,10 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         thresholds=continuous_thresholds(p.source for p in policies),
         shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
         rewrite_elided=settings.read_model_rewrite_unchanged,
+        decode=states.decode,
     )
     writer = ReadModelWriter.from_settings(settings)
-    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching)
+    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching, states=states)
     rollout = Rollout(worker, settings)
     # One batch's worth of records: the consumer refills it while the current batch is decided (the loop
     # runs between the batch's steps), so the next batch is ready when this one ends.
@@ -101,20 +106,29 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     app.tierstream_can_deliver = can_deliver  # type: ignore[attr-defined]
     app.tierstream_direct = (frozenset(topics.all_consumed()), queue, can_receive)  # type: ignore[attr-defined]
 
+    def ack(applied: Sequence[Message]) -> None:
+        # Acked in batch order, right after the batch's tail (its outputs are on the broker by then): Faust
+        # commits the first run of consecutive acked offsets, and for a partition without a commit it does
+        # not check where that run starts. Not acked when a rebalance began meanwhile: Faust has forgotten
+        # the partitions' acks, and the records come again to the partition's next owner
+        # (streams.worker.Worker.epoch).
+        if applied and worker.current(applied[0].generation_id):
+            ack_all(list(applied), app.consumer)
+
     @app.task
     async def _process() -> None:
         try:
             async for messages in batches(source, settings.batch_max, settings.batch_wait_seconds,
                                           settings.batch_max_customers):
-                applied = await worker.handle(messages)
-                # Acked in batch order, right after the batch (its outputs are on the broker by then): Faust
-                # commits the first run of consecutive acked offsets, and for a partition without a commit
-                # it does not check where that run starts. Not acked when a rebalance began meanwhile:
-                # Faust has forgotten the partitions' acks, and the records come again to the partition's
-                # next owner (streams.worker.Worker.epoch).
-                if applied and worker.current(messages[0].generation_id):
-                    ack_all(applied, app.consumer)
+                tail = await worker.handle(messages)
+                if tail is not None:
+                    # The batch's outputs are carried out while the next batch is decided (Worker.follow).
+                    await worker.follow(tail, ack)
         except asyncio.CancelledError:
+            # Stopping: let the batch whose outputs are in flight finish them while the producer still
+            # runs (its records are not acked: the app is stopping, so they come again after a restart).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(worker.settle(), 10.0)
             raise
         except Exception as exc:
             # At-least-once: nothing of this batch was acked; crash so a supervisor restarts us and the

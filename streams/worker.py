@@ -3,15 +3,17 @@ and carries out the :class:`~streams.batch.Outbox` in crash-safe order.
 
 Order of effects per batch (see streams.batch for why):
 1. state table writes: the store at once, the changelog records in bulk (:mod:`streams.bulk`, one record
-   batch per partition), awaited until the broker has them, so the changelog is durable before anything
+   batch per partition) submitted; the decay schedule. Then the batch's :class:`Tail` runs in the
+   background while the next batch is decided (:meth:`Worker.follow`), one tail at a time, in batch order:
+2. it waits until the broker has the changelog records, so the changelog is durable before anything
    downstream can see a decision (with the embedded broker's one-record-per-batch work-around: Faust's
    table writes and ``producer.flush()``);
-2. tier changes and snapshot records handed to the producer in bulk, and, in the same round trip, the
+3. tier changes and snapshot records handed to the producer in bulk, and, in the same round trip, the
    Redis read model, records and ledger (the writer buffers and retries on its own when Redis is down);
-   the batch returns once the broker has acknowledged the tier changes, and the caller acks its input
+   the tail ends once the broker has acknowledged the tier changes, and the batch's input is acked
    (in batch order: see streams.topology). Dead letters, repartitioned records and notices go through
    Faust's buffer, which Faust flushes before it commits offsets;
-3. metrics. Offsets commit later, over acked records only.
+4. metrics. Offsets commit later, over acked records only.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from schemas.admin import TierAtRisk
 from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
-from streams.bulk import BulkProducer
+from streams.bulk import BulkProducer, Submitted
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
 from streams.stalls import Probe, StallWatch
+from streams.state_cache import StateCache
 from streams.topics import Topics
 from tierstream.readmodel.writer import ReadModelWriter
 
@@ -147,11 +150,12 @@ class Worker:
 
     def __init__(
         self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter,
-        *, bulk: bool = False,
+        *, bulk: bool = False, states: StateCache | None = None,
     ) -> None:
         """``bulk``: produce changelog records and tier changes as one record batch per partition
         (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
-        one-record-per-batch work-around)."""
+        one-record-per-batch work-around). ``states``: the cache ``processor`` decodes through (kept
+        here once a batch's states are written); None: nothing is kept."""
         self.app = app
         self.table = app.state_table  # type: ignore[attr-defined]
         self.processor = processor
@@ -163,6 +167,8 @@ class Worker:
         self._partition_events = {p: PartitionEvent(p) for p in range(processor.partitions)}
         # One batch or decay run at a time: both read-modify-write customer state across an await.
         self.lock = asyncio.Lock()
+        # The last batch's tail (its outputs, then its acks) while it runs in the background: see follow().
+        self._tail: asyncio.Future[None] | None = None
         # Batches and decay wait for this: set once the current assignment's policy rollout is planned and
         # allowed (streams.rollout.Rollout.after_rebalance); cleared at every assignment.
         self.gate = asyncio.Event()
@@ -180,6 +186,7 @@ class Worker:
         # (deploy/); the embedded broker accepts the setting but never compacts (BROKER-NOTES.md).
         self.snapshot = app.topic(topics.customer_tiers, config={"cleanup.policy": "compact"}, **raw)
         self.use_bulk = bulk
+        self.states = states
         self._bulk: BulkProducer | None = None  # created on first use: the producer starts with the app
 
     def epoch(self) -> int | None:
@@ -209,11 +216,12 @@ class Worker:
         """Whether records of generation ``epoch`` may still be applied and acked."""
         return epoch is not None and epoch == self.epoch()
 
-    async def handle(self, messages: Sequence[Message]) -> list[Message] | None:
-        """Process one batch of messages end to end; returns the messages the caller may ack once this
-        returns (if ``current(generation)`` still holds), or ``None`` when the batch holds records of an
-        older consumer generation (or flow control is suspended), or when a rebalance began while it was
-        decided: then nothing was applied.
+    async def handle(self, messages: Sequence[Message]) -> Tail | None:
+        """Decide one batch of messages and write its states; returns its :class:`Tail` (the outputs still
+        to carry out, then the messages the caller may ack if ``current(generation)`` still holds), or
+        ``None`` when there is nothing to ack: the batch holds records of an older consumer generation (or
+        flow control is suspended), a rebalance began while it was decided (then nothing was applied), or
+        the offset guard admitted none of its records.
 
         Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
         OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
@@ -229,12 +237,15 @@ class Worker:
                 return None
             consumer = self.app.consumer
             admission = self.offsets.admit(messages, epoch, self.start_offset)
-            if admission.admitted and not await self._handle(admission.admitted, epoch):
-                return None  # a rebalance began while the batch was decided: nothing was applied
+            tail = None
+            if admission.admitted:
+                tail = await self._handle(admission.admitted, epoch)
+                if tail is None:
+                    return None  # a rebalance began while the batch was decided: nothing was applied
             if admission.dropped:
                 metrics.RECORDS_HELD_BACK.inc(admission.dropped)
             await self._realign(consumer, admission.reseek, admission.accepted_gaps)
-            return admission.admitted
+            return tail
 
     @staticmethod
     def _stale(records: int, generation: int | None, current: int | None) -> None:
@@ -317,62 +328,79 @@ class Worker:
         """Re-score customers whose due time the decay clock has passed (called by a timer too, so a
         partition that has gone quiet still decays up to its last event time)."""
         async with self.lock:
+            # The due index and the stored states are this batch's already; its outputs must leave first
+            # (a decay's tier change of a customer after the batch's own, in sequence order).
+            await self.settle()
             await self._run_due()
 
-    async def _handle(self, messages: Sequence[Message], epoch: int) -> bool:
-        """Apply one admitted batch of generation ``epoch``: state, then outputs (on the broker before this
-        returns, so before the caller acks), then the read model. False when a rebalance began while the
-        batch was decided: then nothing of it was applied, and the offset guard has forgotten it.
+    async def _handle(self, messages: Sequence[Message], epoch: int) -> Tail | None:
+        """Decide one admitted batch of generation ``epoch`` and write its states (the store now, the
+        changelog records submitted); returns the :class:`Tail` that carries out the rest. None when a
+        rebalance began while the batch was decided: then nothing of it was applied, and the offset guard
+        has forgotten it.
 
         The batch is decided in steps with the loop running in between (:meth:`_decide`): a backlog batch
-        is seconds of work, during which health checks, metric scrapes, timers and Faust's rebalance
-        callbacks must still run. So every state the batch needs is read first (:meth:`preload`: Faust
-        closes a revoked partition's database when a rebalance begins), and the generation is checked
-        again before anything is written."""
+        is seconds of work, during which health checks, metric scrapes, timers, Faust's rebalance callbacks
+        and the previous batch's tail must still run. So every state the batch needs is read first
+        (:meth:`preload`: Faust closes a revoked partition's database when a rebalance begins), and the
+        generation is checked again before anything is written."""
         started = time.perf_counter()
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
-        bulk = await self.bulk()
+        shared = await self.bulk()
+        bulk = shared.fork() if shared is not None else None  # this batch's records, apart from the tail's
         records = [to_record(m) for m in messages]
         out = await self._decide(records, self.preload(records, sizes), now)
         if not self.current(epoch):
             # Nothing was written: its records come again from the commit, to this worker or another.
             self.offsets.forget(epoch)
             self._stale(len(messages), epoch, self.epoch())
-            return False
+            return None
         # From the check to the state writes nothing awaits: the store is written in the generation that read it.
-        self._write_states(out.state_writes)
-        await self._send(bulk)
-        for dead in out.dead_letters:
-            rec = dead.record
-            self.dead_letters.send_soon(
-                key=rec.key,
-                value=rec.value,
-                headers=dlq_headers(dead.reason, dead.detail, rec.topic, rec.partition, rec.offset, now),
-            )
-            metrics.DEAD_LETTERS.labels(dead.reason).inc()
-            log.warning(
-                "dead letter",
-                extra={"reason": dead.reason, "detail": dead.detail, "topic": rec.topic,
-                       "partition": rec.partition, "offset": rec.offset},
-            )
-        for key, value in out.repartition:
-            self.repartition.send_soon(key=key, value=value)
-        for key, value in out.readmin:
-            self.admin.send_soon(key=key, value=value)
-        self._emit(out)
-        # Tier changes to the broker while Redis is written: both round trips at once. The batch is acked
-        # after this returns, so its outputs must be acknowledged first.
-        sent = await bulk.submit() if bulk is not None else None
-        # both read-model pipelines in one round trip (version-guarded and idempotent: order is free)
-        await asyncio.gather(self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes))
-        if sent is not None:
-            await sent.wait()
+        self._write_states(out.state_writes, bulk)
+        self._keep(out)
+        # The changelog records leave now, while the previous batch's tail finishes; this batch's outputs
+        # wait for their acknowledgement (Tail.finish).
+        changelog = await bulk.submit() if bulk is not None else None
+        # The decay schedule and gauges now, under the lock: a decay run reads both (and settles first).
         self.schedule(out)
         self.gauges.on_batch(out, sizes, out.moves)
-        self.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in messages})
-        self._observe(out, messages, now, started)
-        return True
+        return Tail(self, messages, out, bulk, changelog, now, started, epoch)
+
+    async def follow(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> None:
+        """Carry out ``tail`` in the background once the previous batch's tail has finished, then call
+        ``finished`` with its messages (to ack them). Returns as soon as it has started.
+
+        Why: once a batch's states are written, what is left is mostly waiting: for the broker to
+        acknowledge its changelog records, then its tier changes, and for Redis. The next batch is decided
+        meanwhile (it reads the states this one wrote), so the worker's one core is not idle for those
+        round trips. What stays in order: tails run one at a time in batch order (outputs of a customer
+        leave in decision order; acks are in batch order, which Faust's commit needs); within a batch,
+        states before outputs (Tail.finish); decay and policy re-scoring settle first (carry_out). At most
+        one tail runs beside a batch being decided, so a kill -9 can leave the outputs of one more batch
+        unsent than before: streams.decide keeps that many more for re-emission (REEMIT_KEEP).
+
+        A tail that fails crashes the app (at-least-once: its records were not acked, so they come again,
+        and the states written meanwhile make them duplicates whose outputs are re-emitted)."""
+        await self.settle()
+        self._tail = asyncio.ensure_future(self._finish(tail, finished))
+
+    async def settle(self) -> None:
+        """Wait until the batch tail in flight, if any, has finished (its outputs out, its records acked)."""
+        tail = self._tail
+        if tail is not None and not tail.done():
+            await asyncio.wait([tail])
+
+    async def _finish(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> None:
+        try:
+            messages = await tail.finish()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("carrying out a batch's outputs failed")
+            await self.app.crash(exc)
+            return
+        finished(messages)
 
     async def _decide(self, records: Sequence[InRecord], load: Callable[[str, int], bytes | None],
                       now: datetime) -> Outbox:
@@ -390,9 +418,9 @@ class Worker:
         """:func:`read_ahead` from the store (records each state's size in ``sizes``)."""
         return read_ahead(records, self.loader(sizes))
 
-    def _emit(self, out: Outbox) -> int:
-        """Hand tier changes, lifecycle notices and audit records to the producer; returns how many."""
-        bulk = self._bulk if self.use_bulk else None
+    def _emit(self, out: Outbox, bulk: BulkProducer | None) -> int:
+        """Hand tier changes, lifecycle notices and audit records to the producer (tier changes and snapshot
+        records to ``bulk`` when given); returns how many."""
         tier_changes = self.tier_changes.get_topic_name()
         moves: dict[tuple[str, str, str, str], int] = {}  # counted first: one labels() lookup per series
         for change in out.tier_changes:
@@ -515,8 +543,10 @@ class Worker:
         Output first is what makes these re-runnable: the decision is a pure function of the stored state,
         so if we crash (or lose the partition) before the state write, the partition's owner decides again
         and emits the identical changes (same sequence, same change_id)."""
-        bulk = await self.bulk()
-        emitted = self._emit(out)
+        await self.settle()  # the in-flight batch's outputs first: these may be of the same customers
+        shared = await self.bulk()
+        bulk = shared.fork() if shared is not None else None
+        emitted = self._emit(out, bulk)
         # The read model is an output here too, written before the state: written after it, a kill in
         # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
         # decides again); written before, the re-run decides the same version and Redis refuses it.
@@ -526,7 +556,7 @@ class Worker:
         await asyncio.gather(*outputs)
         if not self.current(epoch):
             return False  # a rebalance began while we awaited: the partitions' owners re-run these
-        self._write_states({c: w for c, w in out.state_writes.items() if w[0] in self.owned})
+        self._write_states({c: w for c, w in out.state_writes.items() if w[0] in self.owned}, bulk)
         if then is not None:
             then()
         if bulk is not None:
@@ -553,7 +583,15 @@ class Worker:
         if bulk is None:
             await self.app.producer.flush()
             return
-        written = await bulk.send()
+        self._persisted(await bulk.send())
+
+    def _persisted(self, written: Mapping[tuple[str, int], int], epoch: int | None = None) -> None:
+        """Record the state changelog's offsets the broker acknowledged (``written``: (topic, partition) ->
+        last offset), as Faust's own changelog callback does. Not once a rebalance has begun after
+        generation ``epoch`` (when given): Faust may have closed the partition's database by then, and
+        recording less only makes a recovery read more of the changelog."""
+        if epoch is not None and not self.current(epoch):
+            return
         changelog = self.table.changelog_topic.get_topic_name()
         store = self.table.data
         for (topic, partition), offset in written.items():
@@ -561,15 +599,14 @@ class Worker:
                 # Faust's recovery reads the changelog from here on: only offsets the broker acknowledged
                 store.set_persisted_offset(TP(topic, partition), offset)
 
-    def _write_states(self, writes: Mapping[str, tuple[int, bytes]]) -> None:
-        """Write customer states (customer -> (partition, bytes)) to their partitions' stores and changelog
-        (the changelog records are produced by the next :meth:`_send` when bulk production is on)."""
-        if not self.use_bulk:
+    def _write_states(self, writes: Mapping[str, tuple[int, bytes]], bulk: BulkProducer | None) -> None:
+        """Write customer states (customer -> (partition, bytes)) to their partitions' stores and changelog:
+        the changelog records go to ``bulk`` when given (sent when it is), else through Faust's table."""
+        if bulk is None:
             for customer_id, (partition, data) in writes.items():
                 self.write_in(partition, self.table, customer_id.encode(), data)
             return
-        assert self._bulk is not None
-        add = self._bulk.add
+        add = bulk.add
         changelog = self.table.changelog_topic.get_topic_name()
         store = self.table.data
         db_for = partition_databases(self.table)
@@ -599,8 +636,25 @@ class Worker:
         with event_context(self._partition_events[partition]):
             return table.get(key)
 
+    def _keep(self, out: Outbox) -> None:
+        """Hand the batch's written states to the state cache (streams.state_cache) and count its lookups."""
+        cache = self.states
+        if cache is None:
+            return
+        cache.keep(out.state_writes, out.states)
+        if cache.hits:
+            metrics.STATE_CACHE_LOOKUPS.labels("hit").inc(cache.hits)
+        if cache.misses:
+            metrics.STATE_CACHE_LOOKUPS.labels("miss").inc(cache.misses)
+        cache.hits = cache.misses = 0
+        metrics.STATE_CACHE_STATES.set(len(cache))
+
     def assign(self, partitions: set[int]) -> None:
-        """Partitions now owned: forget the decay schedule and clock of the others."""
+        """Partitions now owned: forget the decay schedule and clock of the others, and the kept states
+        (the store of a partition owned again may have been written by another worker meanwhile: the
+        cache would see that, but its memory is better spent on the partitions owned now)."""
+        if self.states is not None:
+            self.states.clear()
         self.owned = set(partitions)
         self.due.drop_partitions(self.owned)
         self.watermarks = {p: m for p, m in self.watermarks.items() if p in self.owned}
@@ -621,3 +675,61 @@ class Worker:
         metrics.LAST_EVENT_TIMESTAMP.set(wall)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_RECORDS.observe(len(messages))
+
+
+class Tail:
+    """What is left of a batch once its states are written (:meth:`Worker.follow` runs it): wait for its
+    changelog records, then send its dead letters, re-routed records and outputs, write Redis, and count."""
+
+    __slots__ = ("bulk", "changelog", "epoch", "messages", "now", "out", "started", "worker")
+
+    def __init__(self, worker: Worker, messages: Sequence[Message], out: Outbox, bulk: BulkProducer | None,
+                 changelog: Submitted | None, now: datetime, started: float, epoch: int) -> None:
+        """``bulk``: the batch's own collector (its changelog records submitted as ``changelog``), or None
+        on Faust's per-record path; ``now``: the batch's wall clock; ``started``: its perf_counter start."""
+        self.worker = worker
+        self.messages = messages
+        self.out = out
+        self.bulk = bulk
+        self.changelog = changelog
+        self.now = now
+        self.started = started
+        self.epoch = epoch
+
+    async def finish(self) -> Sequence[Message]:
+        """Carry out the batch's outputs in crash-safe order (module docstring); returns its messages, to be
+        acked once this returns (if their generation is still current)."""
+        worker, out, bulk, now = self.worker, self.out, self.bulk, self.now
+        # State first: nothing downstream sees a decision before the changelog holds the state it left.
+        if self.changelog is not None:
+            worker._persisted(await self.changelog.wait(), self.epoch)
+        else:
+            await worker.app.producer.flush()
+        for dead in out.dead_letters:
+            rec = dead.record
+            worker.dead_letters.send_soon(
+                key=rec.key,
+                value=rec.value,
+                headers=dlq_headers(dead.reason, dead.detail, rec.topic, rec.partition, rec.offset, now),
+            )
+            metrics.DEAD_LETTERS.labels(dead.reason).inc()
+            log.warning(
+                "dead letter",
+                extra={"reason": dead.reason, "detail": dead.detail, "topic": rec.topic,
+                       "partition": rec.partition, "offset": rec.offset},
+            )
+        for key, value in out.repartition:
+            worker.repartition.send_soon(key=key, value=value)
+        for key, value in out.readmin:
+            worker.admin.send_soon(key=key, value=value)
+        worker._emit(out, bulk)
+        # Tier changes to the broker while Redis is written: both round trips at once. The batch is acked
+        # after this returns, so its outputs must be acknowledged first.
+        sent = await bulk.submit() if bulk is not None else None
+        # both read-model pipelines in one round trip (version-guarded and idempotent: order is free)
+        await asyncio.gather(worker.writer.write(out.read_model), worker.writer.write_changes(out.tier_changes))
+        if sent is not None:
+            await sent.wait()
+        worker.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in self.messages})
+        worker._observe(out, self.messages, now, self.started)
+        return self.messages
