@@ -50,10 +50,8 @@ from scoring.timers import continuous_thresholds  # noqa: E402
 from streams.batch import BOOKKEEPING, BatchProcessor, InRecord, Outbox  # noqa: E402
 from streams.due import DueIndex  # noqa: E402
 from streams.partitioning import partition_for  # noqa: E402
-from streams.state_cache import StateCache  # noqa: E402
 from streams.topics import Topics  # noqa: E402
 from tierstream.commands.worker import tune_gc  # noqa: E402
-from tierstream.settings import Settings  # noqa: E402
 from tierstream.synth import generate_events  # noqa: E402
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
@@ -78,14 +76,11 @@ def make_records(customers: int, seed: int, days: int) -> list[InRecord]:
 class Run:
     """One drain of the load through a fresh processor and store (the worker's order of work)."""
 
-    def __init__(self, policies: list[Any], batch: int, rewrite: bool = True, cache: int = 0) -> None:
+    def __init__(self, policies: list[Any], batch: int, rewrite: bool = True) -> None:
         days = min(max(p.max_window_days for p in policies), MAX_RETENTION_DAYS)
-        # the worker's decoded-state cache (streams.state_cache): kept once a batch's states are stored
-        self.states = StateCache(cache)
         self.processor = BatchProcessor(
             policies, TOPICS, PARTITIONS, max_future_skew=timedelta(minutes=5), horizon=timedelta(days=days),
-            thresholds=continuous_thresholds(p.source for p in policies), rewrite_elided=rewrite,
-            decode=self.states.decode)
+            thresholds=continuous_thresholds(p.source for p in policies), rewrite_elided=rewrite)
         self.batch = batch
         self.store: dict[str, bytes] = {}
         self.due = DueIndex()
@@ -160,7 +155,6 @@ class Run:
             out = self.processor.process(records[i : i + self.batch], self.load, NOW)
             for customer_id, (_, data) in out.state_writes.items():
                 self.store[customer_id] = data
-            self.states.keep(out.state_writes, out.states)
             self._schedule(out)
             self._record(out)
             self._run_due()
@@ -183,7 +177,7 @@ def scenario(name: str, specs: list[str], records: list[InRecord], args: argpars
     policies = load_policies(specs)
     best: dict[str, Any] | None = None
     for i in range(args.repeat):
-        run = Run(policies, args.batch, args.rewrite_unchanged == "true", args.state_cache)
+        run = Run(policies, args.batch, args.rewrite_unchanged == "true")
         profiler = cProfile.Profile() if args.profile and i == args.repeat - 1 and name == args.first else None
         wall0, cpu0 = time.perf_counter(), time.process_time()
         if profiler is not None:
@@ -222,9 +216,6 @@ def main() -> None:
     ap.add_argument("--rewrite-unchanged", choices=("true", "false"), default="true",
                     help="TIERSTREAM_READ_MODEL_REWRITE_UNCHANGED: false leaves elided decisions' read-model "
                          "records out (the decisions digest and record count then differ; outputs and states not)")
-    ap.add_argument("--state-cache", type=int, default=Settings().state_cache_customers,
-                    help="decoded states kept between batches (TIERSTREAM_STATE_CACHE_CUSTOMERS; 0: every state "
-                         "decoded from the store, as before session 10)")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile output of the first scenario's last run")
     ap.add_argument("--gc", choices=("worker", "default"), default="worker",
                     help="worker: the worker's collector settings (tierstream.commands.worker.tune_gc, applied "

@@ -67,9 +67,6 @@ class Outbox(Effects):
     """Everything one batch must do, in the order the binding does it."""
 
     state_writes: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # customer -> (partition, bytes)
-    # customer -> the object state_writes encodes (for streams.state_cache; objects, so not compared: the
-    # bytes are)
-    states: dict[str, CustomerState] = field(default_factory=dict, compare=False, repr=False)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     repartition: list[tuple[bytes, bytes]] = field(default_factory=list)  # (customer_id, original value)
     readmin: list[tuple[bytes, bytes]] = field(default_factory=list)  # mis-keyed admin commands, re-keyed
@@ -78,12 +75,6 @@ class Outbox(Effects):
 
 
 StateLoader = Callable[[str, int], bytes | None]  # (customer_id, partition) -> stored state
-StateDecoder = Callable[[str, bytes | None], CustomerState]  # (customer_id, stored bytes or None) -> state
-
-
-def decode_state(customer_id: str, raw: bytes | None) -> CustomerState:
-    """The state stored as ``raw``; a new one for None (the default :class:`StateDecoder`)."""
-    return CustomerState.from_bytes(raw) if raw is not None else CustomerState.new(customer_id)
 
 _PARTITION_MEMO = 1 << 14  # customer ids whose partition BatchProcessor remembers (~0.1 kB each)
 
@@ -105,8 +96,7 @@ def run_steps(steps: Generator[None, None, Outbox]) -> Outbox:
 
 
 class BatchProcessor:
-    """Stateless between batches: all per-customer state comes from ``load`` (through ``decode``) and leaves
-    in the Outbox."""
+    """Stateless between batches: all per-customer state comes from ``load`` and leaves in the Outbox."""
 
     def __init__(
         self,
@@ -118,11 +108,8 @@ class BatchProcessor:
         thresholds: Mapping[str, tuple[float, ...]] | None = None,
         shadows: Sequence[CompiledPolicy] = (),
         rewrite_elided: bool = True,
-        decode: StateDecoder = decode_state,
     ) -> None:
-        """``rewrite_elided``: see :class:`streams.decide.Decider`. ``decode`` turns a loaded state into its
-        object (the worker passes :meth:`streams.state_cache.StateCache.decode`: the object it wrote, while
-        the store still holds exactly its bytes)."""
+        """``rewrite_elided``: see :class:`streams.decide.Decider`."""
         if not policies:
             raise ValueError("at least one policy is required")
         self.policies = tuple(policies)
@@ -131,7 +118,6 @@ class BatchProcessor:
         self.max_future_skew = max_future_skew
         self.horizon = horizon
         self.decider = Decider(self.policies, thresholds or {}, shadows, rewrite_elided=rewrite_elided)
-        self.decode = decode
         self._partitions: dict[bytes, int] = {}  # customer id -> partition_for(it): see _partition
 
     # ------------------------------------------------------------------ validation and routing
@@ -246,7 +232,8 @@ class BatchProcessor:
         out: Outbox,
     ) -> None:
         partition = (items or commands)[0][0].partition
-        state = self.decode(customer_id, load(customer_id, partition))
+        raw = load(customer_id, partition)
+        state = CustomerState.from_bytes(raw) if raw is not None else CustomerState.new(customer_id)
         newest_before = state.last_event_at
         applied: list[AnyEvent] = []
         replayed: set[str] = set()
@@ -295,7 +282,6 @@ class BatchProcessor:
         if state.version == 0 and not state.tiers:
             return  # nothing known of this customer (only refused commands): keep no state
         out.state_writes[customer_id] = (partition, state.to_bytes())
-        out.states[customer_id] = state
         if state.last_event_at is not None:
             mark = out.watermarks.get(partition)
             if mark is None or state.last_event_at > mark:
@@ -314,7 +300,7 @@ class BatchProcessor:
             raw = load(customer_id, partition)
             if raw is None:
                 continue
-            state = self.decode(customer_id, raw)
+            state = CustomerState.from_bytes(raw)
             cause = "review" if any(
                 next_review(at - timedelta(seconds=1), review) == at for review in self.decider.reviews) else "decay"
             # Nothing held or pending changed (decide returns False): keep the stored state and the read model
@@ -322,7 +308,6 @@ class BatchProcessor:
             # time. After a restart the customer is found due again and re-decides the same nothing.
             if self.decider.decide(state, partition, at, cause, None, now, out, keep_unchanged=False):
                 out.state_writes[customer_id] = (partition, state.to_bytes())
-                out.states[customer_id] = state
         return out
 
 

@@ -78,16 +78,6 @@ INPUT_GAPS_ACCEPTED = Counter(
     "tierstream_input_gaps_accepted_total",
     "Holes in input partitions accepted as real after seeking back (transaction markers, retention).",
 )
-STATE_CACHE_LOOKUPS = Counter(
-    "tierstream_state_cache_lookups_total",
-    "Stored customer states a batch needed, by result: hit (the worker still held the object it had written "
-    "as exactly those bytes, so nothing was decoded) or miss (decoded from the store: streams.state_cache).",
-    ["result"],
-)
-STATE_CACHE_STATES = Gauge(
-    "tierstream_state_cache_states", "Decoded customer states the worker holds between batches (bounded by "
-    "TIERSTREAM_STATE_CACHE_CUSTOMERS).",
-)
 STALE_BATCHES = Counter(
     "tierstream_stale_batches_total",
     "Batches discarded unapplied and unacked because they hold records of an older consumer generation "

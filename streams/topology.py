@@ -26,7 +26,6 @@ from streams.app import create_app
 from streams.batch import BatchProcessor
 from streams.rollout import Rollout
 from streams.source import RawSource, ack_all, batches
-from streams.state_cache import StateCache
 from streams.topics import Topics
 from streams.worker import Worker
 from tierstream.readmodel.writer import ReadModelWriter
@@ -66,7 +65,6 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     policies = load_policies(settings.policies)
     topics = Topics(settings.topic_prefix)
     app = create_app(settings)
-    states = StateCache(settings.state_cache_customers)
     processor = BatchProcessor(
         policies,
         topics,
@@ -76,10 +74,9 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         thresholds=continuous_thresholds(p.source for p in policies),
         shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
         rewrite_elided=settings.read_model_rewrite_unchanged,
-        decode=states.decode,
     )
     writer = ReadModelWriter.from_settings(settings)
-    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching, states=states)
+    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching)
     rollout = Rollout(worker, settings)
     # One batch's worth of records: the consumer refills it while the current batch is decided (the loop
     # runs between the batch's steps), so the next batch is ready when this one ends.

@@ -42,7 +42,6 @@ from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
 from streams.stalls import Probe, StallWatch
-from streams.state_cache import StateCache
 from streams.topics import Topics
 from tierstream.readmodel.writer import ReadModelWriter
 
@@ -150,12 +149,11 @@ class Worker:
 
     def __init__(
         self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter,
-        *, bulk: bool = False, states: StateCache | None = None,
+        *, bulk: bool = False,
     ) -> None:
         """``bulk``: produce changelog records and tier changes as one record batch per partition
         (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
-        one-record-per-batch work-around). ``states``: the cache ``processor`` decodes through (kept
-        here once a batch's states are written); None: nothing is kept."""
+        one-record-per-batch work-around)."""
         self.app = app
         self.table = app.state_table  # type: ignore[attr-defined]
         self.processor = processor
@@ -186,7 +184,6 @@ class Worker:
         # (deploy/); the embedded broker accepts the setting but never compacts (BROKER-NOTES.md).
         self.snapshot = app.topic(topics.customer_tiers, config={"cleanup.policy": "compact"}, **raw)
         self.use_bulk = bulk
-        self.states = states
         self._bulk: BulkProducer | None = None  # created on first use: the producer starts with the app
 
     def epoch(self) -> int | None:
@@ -358,7 +355,6 @@ class Worker:
             return None
         # From the check to the state writes nothing awaits: the store is written in the generation that read it.
         self._write_states(out.state_writes, bulk)
-        self._keep(out)
         # The changelog records leave now, while the previous batch's tail finishes; this batch's outputs
         # wait for their acknowledgement (Tail.finish).
         changelog = await bulk.submit() if bulk is not None else None
@@ -636,25 +632,8 @@ class Worker:
         with event_context(self._partition_events[partition]):
             return table.get(key)
 
-    def _keep(self, out: Outbox) -> None:
-        """Hand the batch's written states to the state cache (streams.state_cache) and count its lookups."""
-        cache = self.states
-        if cache is None:
-            return
-        cache.keep(out.state_writes, out.states)
-        if cache.hits:
-            metrics.STATE_CACHE_LOOKUPS.labels("hit").inc(cache.hits)
-        if cache.misses:
-            metrics.STATE_CACHE_LOOKUPS.labels("miss").inc(cache.misses)
-        cache.hits = cache.misses = 0
-        metrics.STATE_CACHE_STATES.set(len(cache))
-
     def assign(self, partitions: set[int]) -> None:
-        """Partitions now owned: forget the decay schedule and clock of the others, and the kept states
-        (the store of a partition owned again may have been written by another worker meanwhile: the
-        cache would see that, but its memory is better spent on the partitions owned now)."""
-        if self.states is not None:
-            self.states.clear()
+        """Partitions now owned: forget the decay schedule and clock of the others."""
         self.owned = set(partitions)
         self.due.drop_partitions(self.owned)
         self.watermarks = {p: m for p, m in self.watermarks.items() if p in self.owned}

@@ -84,11 +84,6 @@ class Settings(BaseSettings):
         "outputs grow with its customers, its savings with events per customer, so a backlog of many "
         "customers with few events each is cut into smaller batches."
     )
-    state_cache_customers: int = Field(
-        20000, ge=0, description="Decoded customer states kept between batches, so a returning customer is not "
-        "decoded again (used only while the store holds exactly the bytes written from it; 0: none). About "
-        "11 kB each for the synthetic load's customers (1.9 kB stored): 20,000 take ~210 MB."
-    )
     fetch_max_wait_ms: int = Field(
         100, ge=1, le=10000, description="Consumer fetch long-poll wait (Faust's own is 1,500 ms). The embedded "
         "broker holds a fetch for up to about half of it even when records are there; 20 ms made no difference "

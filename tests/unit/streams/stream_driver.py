@@ -15,7 +15,6 @@ import orjson
 from streams.batch import BatchProcessor, InRecord, Outbox
 from streams.due import DueIndex
 from streams.partitioning import partition_for
-from streams.state_cache import StateCache
 from streams.topics import Topics
 from tierstream.synth import generate_events
 
@@ -36,10 +35,9 @@ def synthetic_records(customers: int, days: int, seed: int = 11) -> list[InRecor
 
 
 def run_like_worker(processor: BatchProcessor, records: list[InRecord], on_out: Callable[[Outbox], None],
-                    batch: int, states: StateCache | None = None) -> tuple[dict[str, bytes], int]:
+                    batch: int) -> tuple[dict[str, bytes], int]:
     """Process ``records`` in batches of ``batch``, each followed by its decay rounds; ``on_out`` sees every
-    Outbox in order. ``states``: the cache ``processor`` decodes through, kept after each batch's states are
-    stored (as the worker keeps it). Returns the stored states and the number of decays run."""
+    Outbox in order. Returns the stored states and the number of decays run."""
     store: dict[str, bytes] = {}
     due, marks = DueIndex(), {}
     decays = 0
@@ -54,8 +52,6 @@ def run_like_worker(processor: BatchProcessor, records: list[InRecord], on_out: 
     for i in range(0, len(records), batch):
         out = processor.process(records[i : i + batch], lambda c, p: store.get(c), NOW)
         store.update({c: data for c, (_, data) in out.state_writes.items()})
-        if states is not None:
-            states.keep(out.state_writes, out.states)
         apply(out)
         decided: dict[str, bytes] = {}
         for _ in range(50):
