@@ -117,10 +117,9 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         try:
             async for messages in batches(source, settings.batch_max, settings.batch_wait_seconds,
                                           settings.batch_max_customers):
-                tail = await worker.handle(messages)
-                if tail is not None:
-                    # The batch's outputs are carried out while the next batch is decided (Worker.follow).
-                    await worker.follow(tail, ack)
+                # The batch's outputs are carried out (then its records acked) while the next batch is
+                # decided (Worker.follow).
+                await worker.handle(messages, ack)
         except asyncio.CancelledError:
             # Stopping: let the batch whose outputs are in flight finish them while the producer still
             # runs (its records are not acked: the app is stopping, so they come again after a restart).

@@ -166,7 +166,7 @@ class Worker:
         # One batch or decay run at a time: both read-modify-write customer state across an await.
         self.lock = asyncio.Lock()
         # The last batch's tail (its outputs, then its acks) while it runs in the background: see follow().
-        self._tail: asyncio.Future[None] | None = None
+        self._tail: asyncio.Future[bool] | None = None
         # Batches and decay wait for this: set once the current assignment's policy rollout is planned and
         # allowed (streams.rollout.Rollout.after_rebalance); cleared at every assignment.
         self.gate = asyncio.Event()
@@ -213,12 +213,13 @@ class Worker:
         """Whether records of generation ``epoch`` may still be applied and acked."""
         return epoch is not None and epoch == self.epoch()
 
-    async def handle(self, messages: Sequence[Message]) -> Tail | None:
-        """Decide one batch of messages and write its states; returns its :class:`Tail` (the outputs still
-        to carry out, then the messages the caller may ack if ``current(generation)`` still holds), or
-        ``None`` when there is nothing to ack: the batch holds records of an older consumer generation (or
-        flow control is suspended), a rebalance began while it was decided (then nothing was applied), or
-        the offset guard admitted none of its records.
+    async def handle(self, messages: Sequence[Message], finished: Callable[[Sequence[Message]], None]) -> bool:
+        """Decide one batch of messages, write its states and start its :class:`Tail` (:meth:`follow`), which
+        calls ``finished`` with the messages to ack once the batch's outputs are out (the caller acks them
+        if ``current(generation)`` still holds). Returns when the previous batch's tail has ended too, so at
+        most one tail runs beside the next batch's decisions. False when nothing is to be acked: the batch
+        holds records of an older consumer generation (or flow control is suspended), a rebalance began
+        while it was decided (then nothing was applied), or the offset guard admitted none of its records.
 
         Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
         OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
@@ -231,18 +232,22 @@ class Worker:
             epoch = self.epoch()
             if epoch is None or any(m.generation_id != epoch for m in messages):
                 self._stale(len(messages), messages[0].generation_id, epoch)
-                return None
+                return False
             consumer = self.app.consumer
             admission = self.offsets.admit(messages, epoch, self.start_offset)
-            tail = None
+            previous = None
             if admission.admitted:
                 tail = await self._handle(admission.admitted, epoch)
                 if tail is None:
-                    return None  # a rebalance began while the batch was decided: nothing was applied
+                    return False  # a rebalance began while the batch was decided: nothing was applied
+                # Registered under the lock: a decay or re-scoring run that takes it next waits for this tail.
+                previous = self.follow(tail, finished)
             if admission.dropped:
                 metrics.RECORDS_HELD_BACK.inc(admission.dropped)
             await self._realign(consumer, admission.reseek, admission.accepted_gaps)
-            return tail
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        return bool(admission.admitted)
 
     @staticmethod
     def _stale(records: int, generation: int | None, current: int | None) -> None:
@@ -366,9 +371,11 @@ class Worker:
         out.state_writes = {}
         return Tail(self, messages, out, bulk, changelog, now, started, epoch)
 
-    async def follow(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> None:
-        """Carry out ``tail`` in the background once the previous batch's tail has finished, then call
-        ``finished`` with its messages (to ack them). Returns as soon as it has started.
+    def follow(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> asyncio.Future[bool] | None:
+        """Carry out ``tail`` in the background once the tail in flight (if any) has ended, then call
+        ``finished`` with its messages (to ack them). Returns that previous tail: :meth:`handle` waits for it
+        before it takes the next batch. ``tail`` is the one in flight from now on (:meth:`settle` waits for
+        it), whether or not it has started.
 
         Why: once a batch's states are written, what is left is mostly waiting: for the broker to
         acknowledge its changelog records, then its tier changes, and for Redis. The next batch is decided
@@ -380,9 +387,16 @@ class Worker:
         unsent than before: streams.decide keeps that many more for re-emission (REEMIT_KEEP).
 
         A tail that fails crashes the app (at-least-once: its records were not acked, so they come again,
-        and the states written meanwhile make them duplicates whose outputs are re-emitted)."""
-        await self.settle()
-        self._tail = asyncio.ensure_future(self._finish(tail, finished))
+        and the states written meanwhile make them duplicates whose outputs are re-emitted); the tails
+        after it then do nothing.
+
+        Why chained at once rather than started after awaiting the previous one: the tail must be the one
+        in flight as soon as its batch's states are written. Started later, a decay run taking the lock in
+        between would find only the previous tail to wait for, and could send a customer's decay tier
+        change before the batch's own change of that customer (sequence n + 1 before n)."""
+        previous = self._tail
+        self._tail = asyncio.ensure_future(self._finish(previous, tail, finished))
+        return previous
 
     async def settle(self) -> None:
         """Wait until the batch tail in flight, if any, has finished (its outputs out, its records acked)."""
@@ -390,7 +404,13 @@ class Worker:
         if tail is not None and not tail.done():
             await asyncio.wait([tail])
 
-    async def _finish(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> None:
+    async def _finish(self, previous: asyncio.Future[bool] | None, tail: Tail,
+                      finished: Callable[[Sequence[Message]], None]) -> bool:
+        """Run ``tail`` after ``previous``; whether it ended well (the next tail runs only then)."""
+        if previous is not None:
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None or not previous.result():
+                return False  # the previous tail failed (the app is crashing) or was cancelled: nothing more leaves
         try:
             messages = await tail.finish()
         except asyncio.CancelledError:
@@ -398,8 +418,9 @@ class Worker:
         except Exception as exc:
             log.exception("carrying out a batch's outputs failed")
             await self.app.crash(exc)
-            return
+            return False
         finished(messages)
+        return True
 
     async def _decide(self, records: Sequence[InRecord], load: Callable[[str, int], bytes | None],
                       now: datetime) -> Outbox:
