@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
@@ -106,7 +106,7 @@ def _message(item: Any) -> Message:
     return item if isinstance(item, Message) else item.message
 
 
-def ack_all(messages: list[Message], consumer: Any) -> None:
+def ack_all(messages: Sequence[Message], consumer: Any) -> None:
     """Mark the batch's offsets as processed (committable at the next commit)."""
     for message in messages:
         message.ack(consumer)

@@ -110,7 +110,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         # the partitions' acks, and the records come again to the partition's next owner
         # (streams.worker.Worker.epoch).
         if applied and worker.current(applied[0].generation_id):
-            ack_all(list(applied), app.consumer)
+            ack_all(applied, app.consumer)
 
     @app.task
     async def _process() -> None:

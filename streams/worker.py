@@ -349,8 +349,7 @@ class Worker:
         started = time.perf_counter()
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
-        shared = await self.bulk()
-        bulk = shared.fork() if shared is not None else None  # this batch's records, apart from the tail's
+        bulk = await self.bulk()
         records = [to_record(m) for m in messages]
         out = await self._decide(records, self.preload(records, sizes), now)
         if not self.current(epoch):
@@ -564,8 +563,7 @@ class Worker:
         so if we crash (or lose the partition) before the state write, the partition's owner decides again
         and emits the identical changes (same sequence, same change_id)."""
         await self.settle()  # the in-flight batch's outputs first: these may be of the same customers
-        shared = await self.bulk()
-        bulk = shared.fork() if shared is not None else None
+        bulk = await self.bulk()
         emitted = self._emit(out, bulk)
         # The read model is an output here too, written before the state: written after it, a kill in
         # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
@@ -585,8 +583,9 @@ class Worker:
         return True
 
     async def bulk(self) -> BulkProducer | None:
-        """The bulk producer (None when records must go one per producer batch), ready for the output
-        topics' keyed records (their partition counts known)."""
+        """A bulk collector of its own for one batch or decay run (None when records must go one per
+        producer batch), ready for the output topics' keyed records (their partition counts known, fetched
+        once). Its own, so a batch's tail and the next batch never share a record batch (:meth:`follow`)."""
         if not self.use_bulk:
             return None
         if self._bulk is None:
@@ -594,7 +593,7 @@ class Worker:
             for topic in (self.tier_changes, self.snapshot):
                 await bulk.partitions(topic.get_topic_name())
             self._bulk = bulk
-        return self._bulk
+        return self._bulk.fork()
 
     async def _send(self, bulk: BulkProducer | None) -> None:
         """Make everything produced so far durable on the broker: the bulk producer's batches (then record
