@@ -36,16 +36,24 @@ prometheus: ## Install Prometheus (promtool) from the Debian package when missin
 lint: $(STAMP) ## ruff over the whole tree
 	$(BIN)/ruff check .
 
+.PHONY: native
+native: $(STAMP) ## Compile the hot path with mypyc into .native/ (a no-op when current; without a C compiler the source runs)
+	-@$(BIN)/python -m tierstream.native build
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy over the compiled hot-path modules (mypyc turns their annotations into runtime checks)
+	$(BIN)/mypy $$($(BIN)/python -c 'from scoring.accel import COMPILED; print(*COMPILED)')
+
 .PHONY: test
-test: $(STAMP) redis prometheus ## Unit, integration (real broker + Redis) and deploy-config tests
+test: $(STAMP) native redis prometheus ## Unit, integration (real broker + Redis) and deploy-config tests
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 .PHONY: test-unit
-test-unit: $(STAMP) ## Only the unit tests (no broker, no Redis)
+test-unit: $(STAMP) native ## Only the unit tests (no broker, no Redis)
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP) redis ## Run the product on the embedded stack with a synthetic stream (DURATION=seconds)
+demo: $(STAMP) native redis ## Run the product on the embedded stack with a synthetic stream (DURATION=seconds)
 	$(BIN)/tierstream demo --duration $(DURATION)
 
 .PHONY: schemas
@@ -53,7 +61,7 @@ schemas: $(STAMP) ## Export every contract document (JSON Schema, AsyncAPI, Open
 	$(BIN)/tierstream schemas --out docs/schemas
 
 .PHONY: bench
-bench: $(STAMP) redis ## Benchmarks (scoring, state, stream throughput, API); results in bench/results/
+bench: $(STAMP) native redis ## Benchmarks (scoring, state, stream throughput, API); results in bench/results/
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_state.py
 	$(BIN)/python bench/bench_hotpath.py
@@ -64,4 +72,4 @@ bench: $(STAMP) redis ## Benchmarks (scoring, state, stream throughput, API); re
 
 .PHONY: clean
 clean: ## Remove the virtual environment and local state
-	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) var .native .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project packages importable
     sys.path.insert(0, str(ROOT))
 
+from scoring import accel  # noqa: E402
 from scoring.policy import load_policies, preset_names  # noqa: E402
 from scoring.state import MAX_RETENTION_DAYS, CustomerState  # noqa: E402
 from scoring.timers import continuous_thresholds  # noqa: E402
@@ -228,6 +229,8 @@ def main() -> None:
     args.first = chosen[0] if chosen else ""
     specs = {"one": ["five_tier"], "all": preset_names()}
     print(f"load: {len(records):,} events, {args.customers:,} customers, {args.days} days, batch {args.batch}")
+    core = accel.status()
+    print("core: " + ("compiled (.native)" if core.compiled else f"Python source ({core.reason})"), flush=True)
     results = {}
     for name in chosen:
         r = results[name] = scenario(name, specs[name], records, args)

@@ -158,7 +158,7 @@ class FeatureView(Mapping[str, Any]):
             value = self._cache[name] = fn(self)
         return value
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         """``Mapping.get`` (``default`` for an unknown name) without its extra call layer: policies read
         every feature through ``get``."""
         value = self._cache.get(name, _MISS)
@@ -255,8 +255,8 @@ class FeatureView(Mapping[str, Any]):
                 last = ts
         # combine with the folded orders' first / last (absolute times)
         ff, fl = st.folded_first, st.folded_last
-        first = ff if first == _NEVER else first + base if ff is None else min(ff, first + base)
-        last = fl if last == -_NEVER else last + base if fl is None else max(fl, last + base)
+        first_at = ff if first == _NEVER else first + base if ff is None else min(ff, first + base)
+        last_at = fl if last == -_NEVER else last + base if fl is None else max(fl, last + base)
         now += base
         y1, y3 = now - Y1, now - Y3
         for month, net, count, qty, margin in st.folded_months:
@@ -279,7 +279,8 @@ class FeatureView(Mapping[str, Any]):
                     ac += count
                     aq += qty
                     am += margin
-        sums = self._orders = [[ln, lc, lq, lm], [an, ac, aq, am], [bn, bc, bq, bm], pls_life, pls_12, first, last]
+        sums = self._orders = [[ln, lc, lq, lm], [an, ac, aq, am], [bn, bc, bq, bm], pls_life, pls_12,
+                               first_at, last_at]
         return sums
 
     def _customer_since(self) -> datetime | None:

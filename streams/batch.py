@@ -92,7 +92,7 @@ def run_steps(steps: Generator[None, None, Outbox]) -> Outbox:
         try:
             next(steps)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            return done.value
 
 
 class BatchProcessor:

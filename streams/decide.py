@@ -39,7 +39,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -69,7 +69,7 @@ _ROUTING_FIELDS = frozenset(RoutingHints.model_fields)
 
 AdminCommand = Any  # one of schemas.admin's command models
 
-_EXPLANATION = frozenset({"explanation"})
+_EXPLANATION: Final = {"explanation"}  # a set: model_dump's ``exclude`` type
 assert list(TierChangeEvent.model_fields)[-1] == "explanation"  # _record relies on it (stored key order)
 
 
@@ -104,8 +104,8 @@ class Effects:
         self.flags.update(other.flags)
         for labels, n in other.shadow.items():
             self.shadow[labels] = self.shadow.get(labels, 0) + n
-        for key, n in other.shadow_evaluations.items():
-            self.shadow_evaluations[key] = self.shadow_evaluations.get(key, 0) + n
+        for evaluated, n in other.shadow_evaluations.items():
+            self.shadow_evaluations[evaluated] = self.shadow_evaluations.get(evaluated, 0) + n
         for policy, n in other.elided.items():
             self.elided[policy] = self.elided.get(policy, 0) + n
 

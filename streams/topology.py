@@ -18,6 +18,7 @@ import faust.web
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import Message
 
+from scoring import accel
 from scoring.policy import CompiledPolicy, load_policies
 from scoring.state import MAX_RETENTION_DAYS
 from scoring.timers import continuous_thresholds
@@ -238,7 +239,12 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     async def _started() -> None:
         await writer.start()
         metrics.WORKER_HEALTHY.set(1)
-        log.info("worker started", extra={"policies": [p.id for p in policies]})
+        core = accel.status()
+        metrics.COMPILED_CORE.set(int(core.compiled))
+        log.info("worker started", extra={"policies": [p.id for p in policies],
+                                          "compiled_core": core.compiled or core.reason})
+        if not core.compiled:
+            log.warning("the hot path runs the Python source, not the compiled build: %s", core.reason)
 
     @app.timer(interval=5.0)
     async def _export_gauges() -> None:

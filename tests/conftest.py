@@ -7,6 +7,8 @@ directory and Redis key prefix, so they cannot see each other's data.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from subprocess import Popen
 
 import pytest
 
+from scoring import accel
 from streams.topics import Topics
 from tierstream.embedded import (
     EmbeddedStack,
@@ -23,6 +26,28 @@ from tierstream.embedded import (
     stop_process,
     wait_worker_ready,
 )
+
+
+def pytest_report_header() -> str:
+    """Say in every run's header whether the hot path under test is the compiled build (scoring.accel)."""
+    core = accel.status()
+    return "tierstream compiled core: " + ("active (.native)" if core.compiled else f"not used: {core.reason}")
+
+
+def rerun_from_source(request: pytest.FixtureRequest) -> bool:
+    """For a test that instruments the hot path's internals (a compiled class's methods cannot be monkeypatched):
+    when the compiled build is in use, run this test in a pytest subprocess on the Python source
+    (TIERSTREAM_COMPILED=0), fail if it fails there, and return True (the caller returns). False: this
+    process runs the source, so the test runs here. Compiled and source decide identically
+    (tests/integration/test_compiled_core.py), so the instrumented source stands for both."""
+    if not accel.status().compiled:
+        return False
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+        env={**os.environ, "TIERSTREAM_COMPILED": "0"}, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"failed on the Python source:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         "session timeout gets its partitions back without a rebalance.",
     )
     store: str = Field("rocksdb://", description="Table store: rocksdb:// (persistent) or memory://.")
+    compiled: bool = Field(
+        True,
+        description="Run the hot path's compiled build (make native) when it matches the sources; false: the "
+        "Python source. Read from the environment at the first import (scoring.accel), before settings load.",
+    )
     data_dir: Path = Field(Path("var/worker"), description="Directory for table stores.")
     web_port: int = Field(6066, ge=0, le=65535, description="Worker web port (/metrics, health).")
     web_host: str = Field("127.0.0.1", description="Worker web bind address.")

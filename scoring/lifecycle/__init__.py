@@ -25,6 +25,10 @@ Modules: ``reviews`` (calendar), ``track`` (state, ledger), ``results`` (outputs
 transitions), ``engine`` (decisions and time), ``commands`` (admin commands).
 """
 
+from scoring.accel import extend_path
+
+__path__ = extend_path(__path__, __name__)  # the compiled build of this package's hot modules first (make native)
+
 from scoring.lifecycle.commands import apply_command
 from scoring.lifecycle.engine import due_at, on_time, step, step_owned
 from scoring.lifecycle.machine import FLIP_FLOP_WINDOW

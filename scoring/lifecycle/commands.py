@@ -10,6 +10,7 @@ delivery applies it once.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from schemas.admin import (
     AdminCommand,
@@ -90,7 +91,7 @@ def _set_override(run: Run, command: SetOverride) -> tuple[bool, str]:
     replaced = run.t.override
     run.t.override = Override(command.kind, command.tier, command.actor, command.reason, run.at,
                               None if expires is None else expires.astimezone(run.at.tzinfo), command.command_id)
-    note = {"actor": command.actor, "reason": command.reason}
+    note: dict[str, Any] = {"actor": command.actor, "reason": command.reason}
     if replaced is not None:
         note["override_replaced"] = replaced.view().model_dump(mode="json")
     run.refresh(run.at, "override", None, note)

@@ -321,7 +321,7 @@ class Run:
             from_tier=t.held,
             to_tier=dest,
             direction=direction(self.tiers, t.held, dest),
-            cause=cause,  # type: ignore[arg-type]
+            cause=cause,
             score=t.score,
             scored_tier=t.scored or dest,
             event_id=event_id,
@@ -339,7 +339,7 @@ class Run:
         self.t.proposal = None
         self.closed.append(ProposalClosed(
             proposal_id=pr.id, customer_id=self.t.customer_id, policy=self.policy.id, from_tier=pr.from_tier,
-            to_tier=pr.to_tier, outcome=outcome, at=when, actor=actor, reason=reason,  # type: ignore[arg-type]
+            to_tier=pr.to_tier, outcome=outcome, at=when, actor=actor, reason=reason,
             command_id=command_id,
         ))
 

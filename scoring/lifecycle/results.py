@@ -63,8 +63,8 @@ class TierChange:
             policy_version=self.policy_version,
             from_tier=self.from_tier,
             to_tier=self.to_tier,
-            direction=self.direction,  # type: ignore[arg-type]
-            cause=self.cause,  # type: ignore[arg-type]
+            direction=self.direction,
+            cause=self.cause,
             score=self.score,
             sequence=self.sequence,
             event_id=self.event_id,

@@ -89,7 +89,7 @@ class Override:
     def view(self) -> OverrideView:
         """The override as reads and outputs show it."""
         return OverrideView(
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,
             tier=self.tier,
             actor=self.actor,
             reason=self.reason,

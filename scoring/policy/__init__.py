@@ -14,6 +14,10 @@ grants, max/min), ``adjustments`` (force, caps, quotas, entitlements), ``compile
 ``population``. No I/O other than reading policy YAML; no code from a policy file is ever executed.
 """
 
+from scoring.accel import extend_path
+
+__path__ = extend_path(__path__, __name__)  # the compiled build of this package's hot modules first (make native)
+
 from scoring.policy.catalogue import UNBOUNDED_DAYS, FeatureInfo, lookup
 from scoring.policy.compiled import CompiledPolicy, Decision
 from scoring.policy.errors import PolicyError

@@ -171,7 +171,7 @@ def _closure(key: str, op: str, value: Any, use_scores: bool) -> Cond:
         if x is None:
             return False
         try:
-            return fn(x, value)  # type: ignore[no-any-return]
+            return fn(x, value)
         except TypeError:  # e.g. a text attribute compared with a number
             return False
 
@@ -180,7 +180,7 @@ def _closure(key: str, op: str, value: Any, use_scores: bool) -> Cond:
         if x is None:
             return False
         try:
-            return fn(x, value)  # type: ignore[no-any-return]
+            return fn(x, value)
         except TypeError:
             return False
 

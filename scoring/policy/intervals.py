@@ -117,7 +117,10 @@ def compile_lookup(intervals: Sequence[Interval], results: Sequence[T], miss: T,
                 return res
         return miss
 
-    at = tuple(result_where(lambda iv, b=b: iv.contains(b)) for b in bounds)
+    def containing(b: Any) -> Callable[[Interval], bool]:
+        return lambda iv: iv.contains(b)
+
+    at = tuple(result_where(containing(b)) for b in bounds)
     between: list[T] = []
     for i in range(len(bounds) + 1):
         lo = bounds[i - 1] if i > 0 else None

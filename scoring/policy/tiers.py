@@ -418,6 +418,6 @@ def primary_sources(root: TierSource) -> list[TierSource]:
             walk(c)
 
     walk(root)
-    ranked = [s for s in found if isinstance(s, BandsSource | PercentileSource)]
+    ranked: list[TierSource] = [s for s in found if isinstance(s, BandsSource | PercentileSource)]
     ranked += [s for s in found if isinstance(s, RulesSource)]
     return ranked
