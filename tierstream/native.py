@@ -6,11 +6,12 @@ digests in bench/bench_hotpath.py) in less CPU. The build is optional: without a
 ``TIERSTREAM_COMPILED=0``, everything runs from source (:mod:`scoring.accel` picks, and never runs a stale
 build).
 
-Output: ``.native/<package>/<module>.<ext>`` for each module, the shared native library
-``scoring/_compiled_core__mypyc.<ext>``, and ``manifest.json`` (the sources' SHA-256, the interpreter's
-extension suffix, mypy's version), written last so a failed build leaves no usable manifest.
-Intermediate C sources and objects go to ``.native/build`` (kept: a rebuild after a small edit reuses
-unchanged objects).
+Output: a build directory ``.native/build-<time>-<pid>/`` holding ``<package>/<module>.<ext>`` for each
+module and the shared native library ``scoring/_compiled_core__mypyc.<ext>``; then ``manifest.json``
+(which directory, the modules compiled, the files built, the interpreter's extension suffix, mypy's
+version, and the SHA-256 of every source the build depends on), renamed into place last: a failed build
+leaves the previous manifest, and a process never sees half a build. The two newest build directories are
+kept. Intermediate C sources and objects stay in ``.native/build`` (a rebuild reuses unchanged objects).
 
 Run: ``.venv/bin/python -m tierstream.native [build|status]``; exit status 1 when the build fails.
 """
@@ -26,19 +27,41 @@ import sysconfig
 import time
 from pathlib import Path
 
-from scoring.accel import COMPILED, GROUP, MANIFEST, NATIVE_DIR, ROOT, check, source_digests
+from scoring.accel import COMPILED, GROUP, MANIFEST, NATIVE_DIR, ROOT, check, dependencies, source_digests
+
+#: build directories kept under .native: the one the manifest points at and the one before it (a process
+#: that chose it may still import its modules lazily)
+KEEP = 2
+
+
+def missing_tools() -> str | None:
+    """Why this machine cannot build (no C compiler, no Python headers, no mypy or setuptools), or None."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler}; Debian: apt-get install gcc)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.is_file():
+        return f"no Python headers ({headers}; Debian: apt-get install python3-dev)"
+    for module in ("mypyc", "setuptools"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (make install installs the dev tools)"
+    return None
 
 
 def build(native_dir: Path = NATIVE_DIR, opt_level: str = "3") -> Path:
-    """Compile :data:`COMPILED` into ``native_dir``; returns the manifest's path. Raises on failure (the
-    previous manifest is removed first, so a failed build is never mistaken for a usable one)."""
+    """Compile :data:`COMPILED` into a new build directory under ``native_dir``, then point the manifest at
+    it (written to a temporary file and renamed: atomic). Returns the build directory. Raises on failure,
+    leaving the manifest as it was (the previous build, if any, stays in use)."""
     from mypy.version import __version__ as mypy_version  # a dev dependency: only the build needs it
     from mypyc.build import mypycify
     from setuptools import Distribution
 
     native_dir.mkdir(parents=True, exist_ok=True)
-    (native_dir / MANIFEST).unlink(missing_ok=True)
-    digests = source_digests(ROOT)  # the sources as compiled (an edit during the build makes it stale)
+    files = dependencies(ROOT)
+    digests = source_digests(ROOT, files)  # the sources as compiled (an edit during the build makes it stale)
+    out = native_dir / f"build-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
     cwd = Path.cwd()
     os.chdir(ROOT)  # mypycify reads pyproject.toml's [tool.mypy] and wants paths relative to the root
     try:
@@ -46,21 +69,47 @@ def build(native_dir: Path = NATIVE_DIR, opt_level: str = "3") -> Path:
                               target_dir=str(native_dir / "build"))
         dist = Distribution({"name": "tierstream-native", "ext_modules": extensions})
         dist.script_name = "tierstream.native"
-        dist.script_args = ["-q", "build_ext", "--build-lib", str(native_dir),
-                            "--build-temp", str(native_dir / "build" / "temp"), "--parallel", str(os.cpu_count() or 1)]
+        # the C sources and objects stay in .native/build: a rebuild recompiles only what changed
+        dist.script_args = ["-q", "build_ext", "--build-lib", str(out),
+                            "--build-temp", str(native_dir / "build" / "temp")]
         dist.parse_command_line()
         dist.run_commands()
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         os.chdir(cwd)
-    manifest = native_dir / MANIFEST
-    manifest.write_text(json.dumps({
-        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    outputs = sorted(p.relative_to(out).as_posix() for p in out.rglob(f"*{suffix}"))
+    manifest = {
+        "dir": out.name,
+        "compiled": list(COMPILED),
+        "outputs": outputs,
+        "ext_suffix": suffix,
         "python": sys.version.split()[0],
         "mypy": mypy_version,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sources": digests,
-    }, indent=2) + "\n")
-    return manifest
+    }
+    staged = native_dir / f"{MANIFEST}.{os.getpid()}"
+    staged.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(staged, native_dir / MANIFEST)
+    _prune(native_dir, out)
+    return out
+
+
+def _prune(native_dir: Path, current: Path) -> None:
+    """Remove build directories but the newest :data:`KEEP` (``current`` among them) and any file an older
+    layout left at the top of ``native_dir``."""
+    builds = sorted((p for p in native_dir.glob("build-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    keep = {current, *builds[-KEEP:]}
+    for path in native_dir.iterdir():
+        if path.name in (MANIFEST, "build") or path in keep:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,25 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     current = check(environ={})
     if args.action == "status":
-        print("compiled core: " + ("current" if current.compiled else current.reason))
+        print("compiled core: " + (f"current ({current.path})" if current.compiled else current.reason))
         return 0 if current.compiled else 1
     if current.compiled and not args.force:
         print("compiled core: current (nothing to build)")
         return 0
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        print(f"compiled core: no C compiler ({compiler}); the worker runs the Python source "
-              "(Debian: apt-get install gcc python3-dev)", file=sys.stderr)
+    why = missing_tools()
+    if why is not None:
+        print(f"compiled core: not built: {why}; the worker runs the Python source", file=sys.stderr)
         return 1
-    print(f"compiling {len(COMPILED)} hot-path modules with mypyc into {NATIVE_DIR} (1-2 minutes on 2 cores)...",
-          flush=True)
+    print(f"compiling {len(COMPILED)} hot-path modules with mypyc into {NATIVE_DIR} (1-2 minutes on 2 cores; "
+          f"{current.reason})...", flush=True)
     started = time.monotonic()
     try:
-        build()
+        out = build()
     except (Exception, SystemExit) as exc:  # setuptools reports compiler failures as SystemExit
         print(f"compiled core: build failed ({exc}); the worker runs the Python source", file=sys.stderr)
         return 1
-    print(f"compiled core: built in {time.monotonic() - started:.0f}s")
+    print(f"compiled core: built in {time.monotonic() - started:.0f}s ({out})")
     return 0
 
 

@@ -7,9 +7,9 @@ digests: every output, every read-model record, every final state.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,12 +18,9 @@ from pathlib import Path
 import pytest
 
 from scoring import accel
+from tierstream.native import missing_tools
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _has_compiler() -> bool:
-    return shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is not None
 
 
 def _digests(compiled: bool) -> tuple[str, list[str]]:
@@ -37,11 +34,18 @@ def _digests(compiled: bool) -> tuple[str, list[str]]:
     return core.group(1), re.findall(r"^\s+outputs \S+  states \S+  decisions \S+$", done.stdout, re.M)
 
 
-@pytest.mark.skipif(not _has_compiler(), reason="no C compiler: the build is optional and the source runs")
-def test_the_compiled_build_is_current_and_in_use() -> None:
-    """make test builds it first (make native); a stale or failed build would leave the source under test."""
+@pytest.mark.skipif(missing_tools() is not None, reason=f"the build is optional: {missing_tools()}")
+@pytest.mark.skipif(accel.disabled(os.environ), reason="TIERSTREAM_COMPILED=0: this run tests the source")
+def test_the_compiled_build_is_current_and_every_compiled_module_loads_from_it() -> None:
+    """make test builds it first (make native); a stale or failed build would leave the source under test,
+    and a package without accel.extend_path would load its modules from source."""
     status = accel.status()
     assert status.compiled, f"the compiled hot path is not in use: {status.reason}"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for rel in accel.COMPILED:
+        module = importlib.import_module(rel.removesuffix(".py").replace("/", "."))
+        assert module.__file__ is not None and module.__file__.endswith(suffix), module.__file__
+        assert status.path is not None and Path(module.__file__).is_relative_to(status.path)
 
 
 @pytest.mark.skipif(not accel.check().compiled, reason="no usable compiled build (make native)")

@@ -1,4 +1,4 @@
-"""scoring.accel: when the compiled build is used (fresh, same interpreter, not disabled) and when it is not."""
+"""scoring.accel: when the compiled build is used (complete, fresh, same interpreter, not disabled) and when not."""
 
 from __future__ import annotations
 
@@ -8,28 +8,53 @@ from pathlib import Path
 
 import pytest
 
-from scoring.accel import COMPILED, MANIFEST, check, extend_path, source_digests
+from scoring import accel
+from scoring.accel import COMPILED, MANIFEST, check, dependencies, extend_path, source_digests
+
+SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[Path, Path]:
-    """A source root holding every compiled module's source, and a build directory matching it."""
+    """A source root holding every compiled module (the decide module imports a helper module, and the
+    helper's package has an ``__init__``), and a build directory whose manifest matches it."""
     root, native = tmp_path / "src", tmp_path / "native"
     for rel in COMPILED:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"# {rel}\n")
-    native.mkdir()
-    (native / MANIFEST).write_text(json.dumps(
-        {"ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"), "sources": source_digests(root)}))
+    (root / "streams/decide.py").write_text("from schemas.outputs import TierChangeEvent\nimport json\n")
+    (root / "schemas").mkdir()
+    (root / "schemas/__init__.py").write_text("")
+    (root / "schemas/outputs.py").write_text("TierChangeEvent = object\n")
+    build = native / "build-1"
+    outputs = [rel.replace(".py", SUFFIX) for rel in COMPILED]
+    for rel in outputs:
+        (build / rel).parent.mkdir(parents=True, exist_ok=True)
+        (build / rel).write_bytes(b"")
+    (native / MANIFEST).write_text(json.dumps({
+        "dir": "build-1", "compiled": list(COMPILED), "outputs": outputs, "ext_suffix": SUFFIX,
+        "sources": source_digests(root, dependencies(root))}))
     return root, native
 
 
-def test_a_build_matching_every_source_is_used(tree: tuple[Path, Path]) -> None:
+def _manifest(native: Path) -> dict:
+    return json.loads((native / MANIFEST).read_text())
+
+
+def test_dependencies_follow_project_imports_only(tree: tuple[Path, Path]) -> None:
+    root, _ = tree
+    found = dependencies(root)
+    assert {"schemas/outputs.py", "schemas/__init__.py", *COMPILED} <= set(found)
+    assert not any("json" in rel for rel in found)  # a standard-library import is not the build's to track
+
+
+def test_a_complete_build_matching_every_source_is_used(tree: tuple[Path, Path]) -> None:
     root, native = tree
-    assert check(native, root, environ={}).compiled
+    status = check(native, root, environ={})
+    assert status.compiled and status.path == native / "build-1"
 
 
-def test_one_edited_source_makes_the_whole_build_unused(tree: tuple[Path, Path]) -> None:
+def test_one_edited_compiled_source_makes_the_whole_build_unused(tree: tuple[Path, Path]) -> None:
     root, native = tree
     (root / "streams/decide.py").write_text("# edited after the build\n")
     status = check(native, root, environ={})
@@ -37,10 +62,26 @@ def test_one_edited_source_makes_the_whole_build_unused(tree: tuple[Path, Path])
     assert status.reason.startswith("stale: streams/decide.py changed since the build")
 
 
+def test_an_edited_module_the_build_imports_makes_it_stale_too(tree: tuple[Path, Path]) -> None:
+    # mypyc bakes the imported module's types (and Final constants) into the C code
+    root, native = tree
+    (root / "schemas/outputs.py").write_text("TierChangeEvent = dict\n")
+    assert check(native, root, environ={}).reason.startswith("stale: schemas/outputs.py")
+
+
+def test_a_build_of_another_module_set_or_with_a_file_missing_is_not_used(tree: tuple[Path, Path]) -> None:
+    root, native = tree
+    manifest = _manifest(native)
+    (native / MANIFEST).write_text(json.dumps({**manifest, "compiled": list(COMPILED[:-1])}))
+    assert "another set of modules" in check(native, root, environ={}).reason
+    (native / MANIFEST).write_text(json.dumps(manifest))
+    (native / "build-1" / manifest["outputs"][0]).unlink()
+    assert check(native, root, environ={}).reason.startswith("incomplete build")
+
+
 def test_a_build_for_another_interpreter_is_not_used(tree: tuple[Path, Path]) -> None:
     root, native = tree
-    manifest = json.loads((native / MANIFEST).read_text())
-    (native / MANIFEST).write_text(json.dumps({**manifest, "ext_suffix": ".cpython-399-x86_64-linux-gnu.so"}))
+    (native / MANIFEST).write_text(json.dumps({**_manifest(native), "ext_suffix": ".cpython-399-x86_64-linux-gnu.so"}))
     status = check(native, root, environ={})
     assert not status.compiled and "cpython-399" in status.reason
 
@@ -52,18 +93,24 @@ def test_no_build_and_a_corrupt_manifest_say_so(tree: tuple[Path, Path], tmp_pat
     assert "unreadable" in check(native, root, environ={}).reason
 
 
-@pytest.mark.parametrize("value", ["0", "false", "off", " NO "])
+@pytest.mark.parametrize("value", ["0", "false", "off", " NO ", "f", "n"])
 def test_the_setting_turns_a_usable_build_off(tree: tuple[Path, Path], value: str) -> None:
     root, native = tree
     status = check(native, root, environ={"TIERSTREAM_COMPILED": value})
     assert not status.compiled and "TIERSTREAM_COMPILED=0" in status.reason
 
 
-def test_extend_path_puts_the_build_first_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scoring import accel
+@pytest.mark.parametrize("value", ["0", "false", "off", "NO", "f", "n", "1", "true", "yes", "on"])
+def test_the_setting_reads_as_the_settings_class_reads_it(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierstream.settings import Settings
 
+    monkeypatch.setenv("TIERSTREAM_COMPILED", value)
+    assert accel.disabled({"TIERSTREAM_COMPILED": value}) is (not Settings().compiled)
+
+
+def test_extend_path_puts_the_build_first_only_when_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(accel, "_STATUS", accel.Status(False, "test"))
     assert extend_path(["/src/scoring/policy"], "scoring.policy") == ["/src/scoring/policy"]
-    monkeypatch.setattr(accel, "_STATUS", accel.Status(True, ""))
+    monkeypatch.setattr(accel, "_STATUS", accel.Status(True, "", tmp_path / "build-1"))
     assert extend_path(["/src/scoring/policy"], "scoring.policy") == [
-        str(accel.NATIVE_DIR / "scoring" / "policy"), "/src/scoring/policy"]
+        str(tmp_path / "build-1" / "scoring" / "policy"), "/src/scoring/policy"]
