@@ -379,7 +379,8 @@ class Run:
                      (cpu_last - cpu_first) / (total - n_first) * 1000, rss)
 
     def _worker_facts(self, scenario: str, port: int) -> dict[str, Any]:
-        """State size (gauges), RocksDB disk, read-model bytes per customer, tier changes so far."""
+        """State size (gauges), RocksDB disk, read-model bytes per customer, tier changes so far, whether the
+        hot path ran compiled."""
         time.sleep(6)  # the gauges are exported every 5 s
         page = metrics_page(port)
         customers = metric_sum(page, "tierstream_state_customers")
@@ -398,6 +399,7 @@ class Run:
             "redis_keys_sampled": len(usage),
             "tier_changes_emitted": metric_sum(page, "tierstream_tier_changes_total"),
             "decay_share_of_changes": _decay_share(page),
+            "compiled_core": metric_sum(page, "tierstream_compiled_core") == 1,  # scoring.accel: which code ran
         }
 
     # ------------------------------------------------------------------ changelog recovery
