@@ -19,6 +19,8 @@ Run: ``.venv/bin/python -m tierstream.native [build|status]``; exit status 1 whe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -50,10 +52,11 @@ def missing_tools() -> str | None:
     return None
 
 
-def build(native_dir: Path = NATIVE_DIR, opt_level: str = "3") -> Path:
+def build(native_dir: Path = NATIVE_DIR, opt_level: str = "3", verbose: bool = False) -> Path:
     """Compile :data:`COMPILED` into a new build directory under ``native_dir``, then point the manifest at
     it (written to a temporary file and renamed: atomic). Returns the build directory. Raises on failure,
-    leaving the manifest as it was (the previous build, if any, stays in use)."""
+    leaving the manifest as it was (the previous build, if any, stays in use). mypyc's notes (e.g. "treating
+    generator comprehension as list": harmless) are shown only with ``verbose`` or when the build fails."""
     from mypy.version import __version__ as mypy_version  # a dev dependency: only the build needs it
     from mypyc.build import mypycify
     from setuptools import Distribution
@@ -65,8 +68,14 @@ def build(native_dir: Path = NATIVE_DIR, opt_level: str = "3") -> Path:
     cwd = Path.cwd()
     os.chdir(ROOT)  # mypycify reads pyproject.toml's [tool.mypy] and wants paths relative to the root
     try:
-        extensions = mypycify(list(COMPILED), opt_level=opt_level, group_name=GROUP,
-                              target_dir=str(native_dir / "build"))
+        notes = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sys.stdout if verbose else notes):
+                extensions = mypycify(list(COMPILED), opt_level=opt_level, group_name=GROUP,
+                                      target_dir=str(native_dir / "build"))
+        except BaseException:
+            print(notes.getvalue(), end="", file=sys.stderr)
+            raise
         dist = Distribution({"name": "tierstream-native", "ext_modules": extensions})
         dist.script_name = "tierstream.native"
         # the C sources and objects stay in .native/build: a rebuild recompiles only what changed
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tierstream.native", description=__doc__.splitlines()[0])
     ap.add_argument("action", nargs="?", default="build", choices=("build", "status", "clean"))
     ap.add_argument("--force", action="store_true", help="rebuild even when the build is current")
+    ap.add_argument("--verbose", action="store_true", help="show mypyc's notes")
     args = ap.parse_args(argv)
     if args.action == "clean":
         shutil.rmtree(NATIVE_DIR, ignore_errors=True)
@@ -134,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         print(f"compiled core: not built: {why}; the worker runs the Python source", file=sys.stderr)
         return 1
+    why_build = "forced" if current.compiled else current.reason
     print(f"compiling {len(COMPILED)} hot-path modules with mypyc into {NATIVE_DIR} (1-2 minutes on 2 cores; "
-          f"{current.reason})...", flush=True)
+          f"{why_build})...", flush=True)
     started = time.monotonic()
     try:
-        out = build()
+        out = build(verbose=args.verbose)
     except (Exception, SystemExit) as exc:  # setuptools reports compiler failures as SystemExit
         print(f"compiled core: build failed ({exc}); the worker runs the Python source", file=sys.stderr)
         return 1
