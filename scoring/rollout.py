@@ -52,7 +52,9 @@ def needs_rescore(state: CustomerState, policy: CompiledPolicy) -> bool:
     each customer when it gets to it and skip the ones an event already handled.
     """
     record = state.tiers.get(policy.id)
-    return record is not None and bool(record) and record.get("pv") != policy.version
+    if not record:
+        return False
+    return record.get("pv") != policy.version
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,10 @@ module and the shared native library ``scoring/_compiled_core__mypyc.<ext>``; th
 (which directory, the modules compiled, the files built, the interpreter's extension suffix, mypy's
 version, and the SHA-256 of every source the build depends on), renamed into place last: a failed build
 leaves the previous manifest, and a process never sees half a build. The two newest build directories are
-kept. Intermediate C sources and objects stay in ``.native/build`` (a rebuild reuses unchanged objects).
+kept. Intermediate C sources and objects go to ``.native/build`` (``make clean`` removes ``.native``).
 
-Run: ``.venv/bin/python -m tierstream.native [build|status]``; exit status 1 when the build fails.
+Run: ``.venv/bin/python -m tierstream.native [build|status|clean] [--force] [--verbose]``; exit status 1
+when the build fails or cannot run.
 """
 
 from __future__ import annotations
