@@ -314,7 +314,7 @@ class Run:
             with log.open("wb") as err:
                 spy = subprocess.Popen(
                     [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "100",
-                     "-f", "raw", "-o", str(profile), "--nonblocking"],
+                     "-f", "raw", "-o", str(profile), "--nonblocking", "--subprocesses"],
                     stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
             time.sleep(1.0)
             if spy.poll() is None:

@@ -39,18 +39,40 @@ def encode_load(events: Iterable[dict]) -> list[Record]:
     return [Record(e["type"], e["customer_id"].encode(), orjson.dumps(e), e["event_id"]) for e in events]
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a worker's decision processes: streams.decision_process)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(parents.get(found[-1], ()))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (utime + stime from /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU seconds of a live process and its live descendants (utime + stime from
+    /proc/PID/stat): a worker's CPU includes its decision processes'."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):  # a descendant that has just exited
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 def peak_rss(pid: int) -> int:
-    """Peak resident set size (VmHWM) of a live process, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """Peak resident set size (VmHWM) of a live process plus those of its live descendants, in bytes (a
+    sum of peaks: at most what they held at once)."""
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+    return total
 
 
 def loadavg() -> list[float]:

@@ -164,3 +164,8 @@ COMPILED_CORE = Gauge(
     "1 when the hot path runs compiled (make native; scoring.accel), 0 when it runs the Python source "
     "(~10 % more CPU per event: capacity plans assume 1).",
 )
+DECISION_PROCESSES = Gauge(
+    "tierstream_decision_processes",
+    "Child processes deciding the worker's batches (TIERSTREAM_DECISION_PROCESSES; streams.decision_process), "
+    "0 when it decides in its own process. A child that dies crashes the worker.",
+)

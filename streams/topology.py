@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
 
 import faust
 import faust.web
@@ -20,11 +19,9 @@ from faust.types import Message
 
 from scoring import accel
 from scoring.policy import CompiledPolicy, load_policies
-from scoring.state import MAX_RETENTION_DAYS
-from scoring.timers import continuous_thresholds
 from streams import metrics
 from streams.app import create_app
-from streams.batch import BatchProcessor
+from streams.decision_process import DecisionPool, build_processor
 from streams.rollout import Rollout
 from streams.source import RawSource, ack_all, batches
 from streams.topics import Topics
@@ -33,14 +30,6 @@ from tierstream.readmodel.writer import ReadModelWriter
 from tierstream.settings import Settings
 
 log = logging.getLogger("tierstream.topology")
-
-
-def lateness_horizon(settings: Settings, policies: list[CompiledPolicy]) -> timedelta:
-    """Events older than this (vs. the customer's newest event) are too late: the setting, else the
-    longest window any loaded policy reads (an older event cannot change a windowed feature). Capped at
-    the state's retention: lifetime features have no window, but state must stay bounded."""
-    days = settings.lateness_horizon_days or max(p.max_window_days for p in policies)
-    return timedelta(days=min(days, MAX_RETENTION_DAYS))
 
 
 def _initialize_series(policies: list[CompiledPolicy]) -> None:
@@ -66,18 +55,10 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     policies = load_policies(settings.policies)
     topics = Topics(settings.topic_prefix)
     app = create_app(settings)
-    processor = BatchProcessor(
-        policies,
-        topics,
-        settings.partitions,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
-        horizon=lateness_horizon(settings, policies),
-        thresholds=continuous_thresholds(p.source for p in policies),
-        shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
-        rewrite_elided=settings.read_model_rewrite_unchanged,
-    )
+    processor = build_processor(settings, policies)
     writer = ReadModelWriter.from_settings(settings)
-    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching)
+    decisions = DecisionPool(settings, settings.decision_processes) if settings.decision_processes else None
+    worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching, decisions=decisions)
     rollout = Rollout(worker, settings)
     # One batch's worth of records: the consumer refills it while the current batch is decided (the loop
     # runs between the batch's steps), so the next batch is ready when this one ends.
@@ -238,6 +219,10 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.task
     async def _started() -> None:
         await writer.start()
+        if decisions is not None:
+            pids = await decisions.start()
+            metrics.DECISION_PROCESSES.set(len(pids))
+            log.info("decision processes started", extra={"pids": pids})
         metrics.WORKER_HEALTHY.set(1)
         core = accel.status()
         metrics.COMPILED_CORE.set(int(core.compiled))
@@ -270,6 +255,9 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.on_before_shutdown.connect
     def _stopping(sender: faust.App, **_: object) -> None:
         state["ready"] = False
+        if decisions is not None:
+            decisions.stop()
+            metrics.DECISION_PROCESSES.set(0)
         metrics.WORKER_READY.set(0)
         metrics.WORKER_HEALTHY.set(0)
 

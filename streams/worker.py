@@ -38,6 +38,7 @@ from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
 from streams.bulk import BulkProducer, Submitted
+from streams.decision_process import DecisionPool, States, loader
 from streams.due import DueIndex
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
@@ -115,16 +116,13 @@ def _fetcher_view(consumer: object, tp: object) -> dict[str, object]:
     return view
 
 
-def read_ahead(records: Sequence[InRecord], load: Callable[[str, int], bytes | None]
-               ) -> Callable[[str, int], bytes | None]:
-    """Read now, with ``load``, the stored state of every customer ``records`` may touch, and return a
-    loader answering from what was read (a batch decided in steps must not read the store in between:
-    streams.worker.Worker._handle).
+def read_states(records: Sequence[InRecord], load: Callable[[str, int], bytes | None]) -> States:
+    """Read now, with ``load``, the stored state of every customer ``records`` may touch:
+    ``{(customer, partition): bytes or None}``.
 
     A record is decided only for the customer of its key on its own partition (streams.batch routes any
-    other to the repartition topic or the dead letters, unread), so the keys name every state needed. The
-    returned loader raises ``LookupError`` for any other (customer, partition): a bug, never a silent miss."""
-    states: dict[tuple[str, int], bytes | None] = {}
+    other to the repartition topic or the dead letters, unread), so the keys name every state needed."""
+    states: States = {}
     for key, partition in {(r.key, r.partition) for r in records}:
         if key is None:
             continue
@@ -133,15 +131,15 @@ def read_ahead(records: Sequence[InRecord], load: Callable[[str, int], bytes | N
         except UnicodeDecodeError:
             continue  # no event's customer id: the record is dead-lettered or repartitioned
         states[(customer_id, partition)] = load(customer_id, partition)
+    return states
 
-    def loaded(customer_id: str, partition: int) -> bytes | None:
-        try:
-            return states[(customer_id, partition)]
-        except KeyError:
-            raise LookupError(f"customer {customer_id!r} of partition {partition} was not read before its "
-                              "batch (only records keyed by their customer are decided)") from None
 
-    return loaded
+def read_ahead(records: Sequence[InRecord], load: Callable[[str, int], bytes | None]
+               ) -> Callable[[str, int], bytes | None]:
+    """A loader answering from the states :func:`read_states` reads now (a batch decided in steps must not
+    read the store in between: streams.worker.Worker._handle). It raises ``LookupError`` for any
+    (customer, partition) not read: a bug, never a silent miss."""
+    return loader(read_states(records, load))
 
 
 class Worker:
@@ -149,14 +147,16 @@ class Worker:
 
     def __init__(
         self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter,
-        *, bulk: bool = False,
+        *, bulk: bool = False, decisions: DecisionPool | None = None,
     ) -> None:
         """``bulk``: produce changelog records and tier changes as one record batch per partition
         (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
-        one-record-per-batch work-around)."""
+        one-record-per-batch work-around). ``decisions``: decide batches in that child process
+        (:mod:`streams.decision_process`) rather than in this one's event loop."""
         self.app = app
         self.table = app.state_table  # type: ignore[attr-defined]
         self.processor = processor
+        self.decisions = decisions
         self.writer = writer
         self.gauges = PartitionGauges(processor.partitions, tuple(p.id for p in processor.policies))
         self.due = DueIndex()
@@ -351,7 +351,11 @@ class Worker:
         now = datetime.now(UTC)
         bulk = await self.bulk()
         records = [to_record(m) for m in messages]
-        out = await self._decide(records, self.preload(records, sizes), now)
+        if self.decisions is not None:
+            # The same outbox, decided on another core while this loop runs the previous batch's tail.
+            out = await self.decisions.decide(records, read_states(records, self.loader(sizes)), now)
+        else:
+            out = await self._decide(records, self.preload(records, sizes), now)
         if not self.current(epoch):
             # Nothing was written: its records come again from the commit, to this worker or another.
             self.offsets.forget(epoch)

@@ -27,8 +27,8 @@ from scoring.features import features_json
 from scoring.policy import load_policies
 from scoring.replay import replay
 from scoring.state import CustomerState
+from streams.decision_process import lateness_horizon
 from streams.partitioning import partition_for
-from streams.topology import lateness_horizon
 from tests.integration.test_pipeline import scrape
 from tierstream.kafka_io import committed_offsets, ensure_topics, producer, read_topic
 from tierstream.settings import Settings

@@ -1,0 +1,266 @@
+"""Batches decided in child processes, so that one worker uses more than one core.
+
+The worker's batch core (:meth:`streams.batch.BatchProcessor.process`) is a pure function of the batch's
+records, the stored states it reads and the wall clock: nothing in it reads the store, the broker or Redis,
+and nothing it keeps between batches changes its result (its only memory is a cache of key partitions).
+So it can run in other processes, and a batch can be split between them by customer. A
+:class:`DecisionPool` does that, while the worker's own process carries out the previous batch's tail
+(changelog acknowledgement, tier changes, Redis, acks: streams.worker.Tail), runs Faust and its web
+server, and takes in the next records. With one process, all of that took turns with deciding on one
+core (docs/performance.md, session 12).
+
+What crosses the pipe, pickled: each part's records as plain tuples, the states the worker read ahead
+for its customers (``{(customer, partition): bytes | None}``) and the time; back comes the part's
+:class:`~streams.batch.Outbox`, its dead letters as tuples. The worker merges the parts' outboxes and does
+everything else exactly as with an in-process decision, under the same lock and in the same order.
+
+Invariants:
+- **Same decisions.** Every record of a key goes to the same part, in arrival order (:func:`split`), and
+  a record is decided only for the customer of its key; so the merged outbox equals the whole batch's,
+  except for the order between different customers' effects, which nothing orders (:func:`merge`).
+  Each child builds its processor with :func:`build_processor` from the worker's own settings, the
+  function the worker's process uses for its own (decay and policy re-scoring stay there), and runs the
+  same code (compiled or not: ``scoring.accel`` decides in the child as in the worker).
+- **One batch at a time.** The worker awaits each decision under its lock, so batches never overlap, and
+  a batch reads the states its predecessor wrote.
+- **Dies with the worker.** A child ignores SIGINT and SIGTERM (the worker stops it after its last batch),
+  and exits when the worker's process is gone (kill -9): its pipe ends, and a watch thread sees its
+  parent change.
+- **A dead child crashes the worker** (at-least-once: the batch was not applied; its records come again).
+
+Functions run in the children are module-level so that they pickle by name. Children start with
+``spawn``: the worker has threads, which ``fork`` would copy into a broken state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from scoring.policy import CompiledPolicy, load_policies
+from scoring.state import MAX_RETENTION_DAYS
+from scoring.timers import continuous_thresholds
+from streams.batch import BatchProcessor, DeadLetter, InRecord, Outbox
+from streams.topics import Topics
+from tierstream.settings import Settings
+
+__all__ = ["DecisionPool", "States", "build_processor", "lateness_horizon", "loader", "merge", "split"]
+
+#: A record as it crosses the pipe: (topic, partition, offset, key, value, timestamp). A tuple, because the
+#: compiled build's frozen ``InRecord`` cannot be unpickled (:func:`_unpack`).
+RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
+States = dict[tuple[str, int], bytes | None]
+DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
+
+_ORPHAN_CHECK_SECONDS = 1.0
+
+#: A batch is split between processes only in parts of at least this many records (~5-10 ms of deciding
+#: at live batch sizes): a smaller part's round trip through the pipe would cost more than it saves.
+MIN_RECORDS_PER_PROCESS = 64
+
+
+def lateness_horizon(settings: Settings, policies: Sequence[CompiledPolicy]) -> timedelta:
+    """Events older than this (vs. the customer's newest event) are too late: the setting, else the
+    longest window any loaded policy reads (an older event cannot change a windowed feature). Capped at
+    the state's retention: lifetime features have no window, but state must stay bounded."""
+    days = settings.lateness_horizon_days or max(p.max_window_days for p in policies)
+    return timedelta(days=min(days, MAX_RETENTION_DAYS))
+
+
+def build_processor(settings: Settings, policies: Sequence[CompiledPolicy] | None = None) -> BatchProcessor:
+    """The worker's batch processor for ``settings`` (``policies``: already loaded from ``settings.policies``).
+
+    The one place it is built: the worker's process and its decision process must decide alike."""
+    loaded = list(policies) if policies is not None else load_policies(settings.policies)
+    return BatchProcessor(
+        loaded,
+        Topics(settings.topic_prefix),
+        settings.partitions,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+        horizon=lateness_horizon(settings, loaded),
+        thresholds=continuous_thresholds(p.source for p in loaded),
+        shadows=load_policies(settings.shadow_policies) if settings.shadow_policies else (),
+        rewrite_elided=settings.read_model_rewrite_unchanged,
+    )
+
+
+# ---------------------------------------------------------------------- the child's side
+_processor: BatchProcessor | None = None
+_started: Any = None  # multiprocessing.Barrier of the pool's children
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit the child once its parent is gone (a kill -9 of the worker leaves it to init)."""
+    while True:
+        time.sleep(_ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _start_child(settings: Settings, parent: int, started: Any) -> None:
+    """The child's initializer: build the processor once; leave stopping to the worker. ``started``: a
+    barrier of all the children (:func:`_ready`)."""
+    global _processor, _started
+    # A Ctrl-C reaches the whole process group, and a supervisor's SIGTERM may too: the worker decides
+    # when its decision process ends (after the batch in flight), not the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
+    _processor = build_processor(settings)
+    _started = started
+    from tierstream.commands.worker import tune_gc  # the worker's collector settings, measured for this work
+
+    tune_gc()
+
+
+def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) -> tuple[Outbox, list[DeadTuple]]:
+    """``BatchProcessor.process`` on the child's processor, with the states read by the worker; the
+    outbox's dead letters apart, as tuples (:func:`_unpack`)."""
+    assert _processor is not None, "the decision process was not initialized"
+    out = _processor.process([InRecord(*r) for r in records], loader(states), now)
+    dead = [(_pack(d.record), d.reason, d.detail) for d in out.dead_letters]
+    out.dead_letters = []
+    return out, dead
+
+
+def _pack(r: InRecord) -> RecordTuple:
+    return (r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+
+
+def _unpack(decided: tuple[Outbox, list[DeadTuple]]) -> Outbox:
+    """The child's outbox with its dead letters back in. Why apart: ``InRecord`` and ``DeadLetter`` are
+    frozen dataclasses, which the compiled build's classes cannot unpickle (their ``__setstate__`` assigns
+    fields), and a result that fails to unpickle breaks the whole pool."""
+    out, dead = decided
+    out.dead_letters = [DeadLetter(InRecord(*r), reason, detail) for r, reason, detail in dead]
+    return out
+
+
+def loader(states: States) -> Callable[[str, int], bytes | None]:
+    """A state loader answering from ``states`` only (as :func:`streams.worker.read_ahead`'s does)."""
+    def loaded(customer_id: str, partition: int) -> bytes | None:
+        try:
+            return states[(customer_id, partition)]
+        except KeyError:
+            raise LookupError(f"customer {customer_id!r} of partition {partition} was not read before its "
+                              "batch (only records keyed by their customer are decided)") from None
+
+    return loaded
+
+
+def _ready() -> int:
+    """This child's pid, once every child of the pool has built its processor: one call per child, each
+    held at the barrier, so that no child takes two (ProcessPoolExecutor hands calls to any idle child)."""
+    assert _processor is not None and _started is not None
+    _started.wait(timeout=120)
+    return os.getpid()
+
+
+# ---------------------------------------------------------------------- the worker's side
+def split(records: Sequence[InRecord], groups: int) -> list[list[RecordTuple]]:
+    """``records`` as tuples in ``groups`` lists (arrival order kept within each), every record of one key in
+    the same list: a customer's records are decided together (dedup, fold order, one decision), and a
+    record is decided only for the customer of its key (streams.batch). By CRC-32 of the key, so that the
+    groups are even whichever partitions the worker owns; records without a key go to the first."""
+    out: list[list[RecordTuple]] = [[] for _ in range(groups)]
+    for r in records:
+        out[zlib.crc32(r.key) % groups if r.key else 0].append(_pack(r))
+    return out
+
+
+def merge(outboxes: Sequence[Outbox]) -> Outbox:
+    """One outbox holding ``outboxes``' effects, each after the one before: what deciding their records as
+    one batch gives, but for the order between customers of different outboxes (their customers are
+    disjoint, and nothing orders outputs of different customers: streams.worker.Tail)."""
+    merged = Outbox()
+    for out in outboxes:
+        merged.merge(out)  # streams.decide.Effects: outputs, read model, due times, flags, counters
+        merged.state_writes.update(out.state_writes)
+        merged.dead_letters.extend(out.dead_letters)
+        merged.repartition.extend(out.repartition)
+        merged.readmin.extend(out.readmin)
+        for key, n in out.counts.items():
+            merged.counts[key] = merged.counts.get(key, 0) + n
+        for partition, mark in out.watermarks.items():
+            if partition not in merged.watermarks or mark > merged.watermarks[partition]:
+                merged.watermarks[partition] = mark
+    return merged
+
+
+def _states_of(group: list[RecordTuple], states: States) -> States:
+    """The part of ``states`` that ``group``'s records may read (those of their keys' customers)."""
+    mine: States = {}
+    for r in group:
+        key = r[3]
+        if key is None:
+            continue
+        try:
+            wanted = (key.decode(), r[1])
+        except UnicodeDecodeError:
+            continue  # no customer id: dead-lettered or re-routed unread (as streams.worker.read_states skips it)
+        if wanted in states:
+            mine[wanted] = states[wanted]
+    return mine
+
+
+class DecisionPool:
+    """Child processes deciding the worker's batches; :meth:`decide` awaits one batch's :class:`Outbox`."""
+
+    def __init__(self, settings: Settings, processes: int, min_records: int = MIN_RECORDS_PER_PROCESS) -> None:
+        """``processes`` children; a batch goes to as many of them as it has ``min_records`` records."""
+        if processes < 1:
+            raise ValueError("a decision pool needs at least one process")
+        self.settings = settings
+        self.processes = processes
+        self.min_records = min_records
+        self._pool: ProcessPoolExecutor | None = None
+        self._barrier: Any = None
+        self._started: asyncio.Future[list[int]] | None = None
+        self._stopped = False
+
+    def start(self) -> asyncio.Future[list[int]]:
+        """Spawn the children (once); the future resolves to their pids when each has built its processor
+        (policies loaded: about a second)."""
+        if self._started is None:
+            context = multiprocessing.get_context("spawn")
+            # Kept: its semaphores are unlinked when the parent's object goes, before children attach to them.
+            self._barrier = context.Barrier(self.processes)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.processes, mp_context=context,
+                initializer=_start_child, initargs=(self.settings, os.getpid(), self._barrier),
+            )
+            loop = asyncio.get_running_loop()
+            self._started = asyncio.gather(
+                *(loop.run_in_executor(self._pool, _ready) for _ in range(self.processes)))
+        return self._started
+
+    async def decide(self, records: Sequence[InRecord], states: States, now: datetime) -> Outbox:
+        """The outbox of ``records`` decided with ``states`` at ``now``; raises ``BrokenProcessPool`` if a
+        child died, ``CancelledError`` once stopped."""
+        if self._stopped:
+            raise asyncio.CancelledError("the decision processes are stopped")
+        await self.start()
+        loop = asyncio.get_running_loop()
+        groups = split(records, max(1, min(self.processes, len(records) // self.min_records)))
+        parts = []
+        for group in groups:
+            parts.append(loop.run_in_executor(self._pool, _decide_in_child, group, _states_of(group, states), now))
+        return merge([_unpack(decided) for decided in await asyncio.gather(*parts)])
+
+    def stop(self) -> None:
+        """End the children after the batch in flight, if any (whose outbox is then not awaited any more)."""
+        self._stopped = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=False, cancel_futures=True)

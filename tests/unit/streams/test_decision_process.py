@@ -1,0 +1,247 @@
+"""Batches decided in child processes (streams/decision_process.py): the split, the merge, and the pool.
+
+The claim under test: a batch split by customer, decided in parts and merged, gives the outbox of the
+batch decided whole, except for the order between different customers' effects. The split and the merge
+are checked in process; the pool with real spawned children (no broker: the children only decide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.batch import InRecord, Outbox
+from streams.decision_process import DecisionPool, build_processor, loader, merge, split
+from streams.partitioning import partition_for
+from streams.topics import Topics
+from streams.worker import read_states
+from tierstream.settings import Settings
+from tierstream.synth import generate_events
+
+ROOT = Path(__file__).resolve().parents[3]
+END = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = END + timedelta(hours=1)
+SETTINGS = Settings(policies=("five_tier",), partitions=4, topic_prefix="t.")
+TOPICS = Topics("t.")
+
+
+def records(customers: int = 60, days: int = 30) -> list[InRecord]:
+    """Synthetic events of ``customers`` as consumed records, plus one malformed and one mis-keyed record."""
+    out, offsets = [], [0] * 4
+    for event in generate_events(customers, seed=3, start=END - timedelta(days=days), end=END):
+        key = event["customer_id"].encode()
+        p = partition_for(key, 4)
+        out.append(InRecord(TOPICS.input(event["type"]), p, offsets[p], key, orjson.dumps(event), NOW.timestamp()))
+        offsets[p] += 1
+    out.insert(5, InRecord(TOPICS.input("order"), 0, 10_000, b"c-broken", b"{not json", NOW.timestamp()))
+    first = orjson.loads(out[0].value)
+    wrong = next(p for p in range(4) if p != out[0].partition)
+    out.insert(9, InRecord(out[0].topic, wrong, 10_001, first["customer_id"].encode(),
+                           orjson.dumps({**first, "event_id": "moved"}), NOW.timestamp()))
+    out.insert(12, InRecord(out[0].topic, 1, 10_002, b"\xff\xfe", orjson.dumps({**first, "event_id": "bad-key"}),
+                            NOW.timestamp()))  # a key that is no UTF-8: no state to read; re-keyed by its customer
+    return out
+
+
+def states_for(batch: list[InRecord], store: dict[str, bytes]) -> dict[tuple[str, int], bytes | None]:
+    """What the worker reads ahead for ``batch`` (streams.worker.read_states) from ``store``."""
+    return read_states(batch, lambda customer_id, _: store.get(customer_id))
+
+
+def by_customer(out: Outbox) -> dict[str, Any]:
+    """What must be equal between a whole and a merged outbox: everything, per customer, in its order."""
+    view: dict[str, Any] = defaultdict(lambda: defaultdict(list))
+    for change in out.tier_changes:
+        view[change.customer_id]["changes"].append(change.model_dump())
+    for record in out.read_model:
+        view[record.customer_id]["read_model"].append(record.model_dump())
+    for notice in out.notices:
+        view[notice.customer_id]["notices"].append(notice.model_dump())  # type: ignore[attr-defined]
+    return {
+        "customers": {c: dict(v) for c, v in view.items()},
+        "state_writes": out.state_writes,
+        "dead_letters": sorted((d.record.offset, d.reason) for d in out.dead_letters),
+        "repartition": sorted(out.repartition),
+        "counts": out.counts,
+        "watermarks": out.watermarks,
+        "due": out.due,
+        "flags": out.flags,
+        "moves": sorted(out.moves, key=repr),
+        "elided": out.elided,
+    }
+
+
+def test_split_keeps_each_key_in_one_part_in_arrival_order():
+    batch = records()
+    parts = split(batch, 3)
+    assert sum(len(p) for p in parts) == len(batch)
+    owner: dict[bytes | None, int] = {}
+    for i, part in enumerate(parts):
+        assert part, "every part gets records (60 customers over 3 parts)"
+        for t in part:
+            assert owner.setdefault(t[3], i) == i  # a key in one part only
+    for part in parts:  # arrival order within a part: offsets of a partition only grow
+        seen: dict[int, int] = {}
+        for t in part:
+            if t[2] < 10_000:
+                assert t[2] > seen.get(t[1], -1)
+                seen[t[1]] = t[2]
+    keyless = InRecord("t.order", 0, 1, None, b"{}", None)
+    assert split([keyless], 4)[0] == [("t.order", 0, 1, None, b"{}", None)]
+
+
+def test_a_batch_decided_in_parts_and_merged_equals_it_decided_whole():
+    """Two batches, so the second reads stored states (dedup, lifecycle tracks, elision keys)."""
+    processor = build_processor(SETTINGS)
+    batch = records()
+    first, second = batch[: len(batch) // 2], batch[len(batch) // 2:]
+    store: dict[str, bytes] = {}
+    whole = []
+    for part in (first, second):
+        out = processor.process(part, loader(states_for(part, store)), NOW)
+        store.update({c: w[1] for c, w in out.state_writes.items()})
+        whole.append(out)
+    store2: dict[str, bytes] = {}
+    merged = []
+    for part in (first, second):
+        outs = []
+        for group in split(part, 3):
+            group_records = [InRecord(*t) for t in group]
+            outs.append(processor.process(group_records, loader(states_for(group_records, store2)), NOW))
+        out = merge(outs)
+        store2.update({c: w[1] for c, w in out.state_writes.items()})
+        merged.append(out)
+    for a, b in zip(whole, merged, strict=True):
+        assert a.tier_changes, "the load makes tier changes (else the comparison proves little)"
+        assert by_customer(a) == by_customer(b)
+    assert [d.record.offset for d in whole[0].dead_letters] == [10_000]  # the malformed record
+    rerouted = {orjson.loads(value)["event_id"] for _, value in whole[0].repartition}
+    assert rerouted == {"moved", "bad-key"}  # on the wrong partition; keyed by no UTF-8
+
+
+def test_merge_sums_counters_and_keeps_the_newest_watermark():
+    a, b = Outbox(), Outbox()
+    a.counts[("order", "applied")] = 2
+    b.counts[("order", "applied")] = 3
+    a.watermarks[0] = NOW
+    b.watermarks[0] = NOW - timedelta(hours=1)
+    b.watermarks[1] = NOW
+    a.elided["p"] = 1
+    b.elided["p"] = 4
+    out = merge([a, b])
+    assert out.counts == {("order", "applied"): 5}
+    assert out.watermarks == {0: NOW, 1: NOW}
+    assert out.elided == {"p": 5}
+
+
+@pytest.fixture
+def pool():
+    created: list[DecisionPool] = []
+
+    def make(processes: int, min_records: int = 1) -> DecisionPool:
+        created.append(DecisionPool(SETTINGS, processes, min_records))
+        return created[-1]
+
+    yield make
+    for p in created:
+        p.stop()
+
+
+def test_the_pool_decides_as_the_worker_would(pool):
+    """Real spawned children, two of them: the outbox equals the in-process one."""
+    batch = records()
+    states = states_for(batch, {})
+    expected = build_processor(SETTINGS).process(batch, loader(states), NOW)
+
+    async def run() -> tuple[list[int], Outbox]:
+        decisions = pool(2)
+        pids = await decisions.start()
+        return pids, await decisions.decide(batch, states, NOW)
+
+    pids, out = asyncio.run(run())
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert by_customer(out) == by_customer(expected)
+
+
+def test_a_small_batch_goes_to_one_child(pool):
+    batch = records(customers=3, days=2)[:10]
+
+    async def run() -> Outbox:
+        decisions = pool(2, min_records=64)
+        return await decisions.decide(batch, states_for(batch, {}), NOW)
+
+    out = asyncio.run(run())
+    assert sum(out.counts.values()) == len(batch)
+
+
+def test_a_dead_child_fails_the_batch_and_a_stopped_pool_decides_nothing(pool):
+    batch = records(customers=5, days=3)
+
+    async def run() -> None:
+        decisions = pool(1)
+        (pid,) = await decisions.start()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            await decisions.decide(batch, states_for(batch, {}), NOW)
+        decisions.stop()
+        with pytest.raises(asyncio.CancelledError):
+            await decisions.decide(batch, states_for(batch, {}), NOW)
+
+    asyncio.run(run())
+
+
+CHILDREN_OF_A_KILLED_WORKER = """
+import asyncio, sys
+from streams.decision_process import DecisionPool
+from tierstream.settings import Settings
+
+async def main():
+    pool = DecisionPool(Settings(policies=("five_tier",)), 2)
+    pids = await pool.start()
+    print(" ".join(map(str, pids)), flush=True)
+    await asyncio.sleep(60)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_children_exit_when_the_worker_is_killed(tmp_path):
+    """kill -9 of the worker's process leaves no decision process behind (each watches its parent)."""
+    script = tmp_path / "parent.py"
+    script.write_text(CHILDREN_OF_A_KILLED_WORKER)
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert parent.stdout is not None
+    pids = [int(p) for p in parent.stdout.readline().split()]
+    assert len(pids) == 2
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if _alive(p)}
+        time.sleep(0.1)
+    assert not alive, f"decision processes {alive} outlived their worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as gone
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
