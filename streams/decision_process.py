@@ -24,9 +24,13 @@ Invariants:
 - **One batch at a time.** The worker awaits each decision under its lock, so batches never overlap, and
   a batch reads the states its predecessor wrote.
 - **Dies with the worker.** A child ignores SIGINT and SIGTERM (the worker stops it after its last batch),
-  and exits when the worker's process is gone (kill -9): its pipe ends, and a watch thread sees its
-  parent change.
+  and exits within a second of the worker's process being gone (kill -9): a watch thread sees its parent
+  change. (Its pipe does not tell it: with ``spawn`` each child holds both ends of the call queue.)
+- **Same policies.** The children read the policy files again; each reports its policies' ids and
+  versions, and the pool refuses to start unless they equal the worker's (:func:`fingerprint`).
 - **A dead child crashes the worker** (at-least-once: the batch was not applied; its records come again).
+- **Re-routed records keep the batch's order.** They are split by the key they came with, not their
+  customer, so :func:`merge` puts them back in batch order (the order they will be decided in).
 
 Functions run in the children are module-level so that they pickle by name. Children start with
 ``spawn``: the worker has threads, which ``fork`` would copy into a broken state.
@@ -54,13 +58,14 @@ from streams.batch import BatchProcessor, DeadLetter, InRecord, Outbox
 from streams.topics import Topics
 from tierstream.settings import Settings
 
-__all__ = ["DecisionPool", "States", "build_processor", "lateness_horizon", "loader", "merge", "split"]
+__all__ = ["DecisionPool", "States", "build_processor", "fingerprint", "lateness_horizon", "loader", "merge", "split"]
 
 #: A record as it crosses the pipe: (topic, partition, offset, key, value, timestamp). A tuple, because the
 #: compiled build's frozen ``InRecord`` cannot be unpickled (:func:`_unpack`).
 RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
 States = dict[tuple[str, int], bytes | None]
 DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
+Fingerprint = tuple[tuple[str, int, int | None], ...]  # (policy id, version, shadow version) per live policy
 
 _ORPHAN_CHECK_SECONDS = 1.0
 
@@ -158,42 +163,89 @@ def loader(states: States) -> Callable[[str, int], bytes | None]:
     return loaded
 
 
-def _ready() -> int:
-    """This child's pid, once every child of the pool has built its processor: one call per child, each
-    held at the barrier, so that no child takes two (ProcessPoolExecutor hands calls to any idle child)."""
+def _ready() -> tuple[int, Fingerprint, bool]:
+    """This child's pid, the :func:`fingerprint` of its processor and whether it runs the compiled core, once
+    every child of the pool has built its processor: one call per child, each held at the barrier, so that
+    no child takes two (ProcessPoolExecutor hands calls to any idle child)."""
     assert _processor is not None and _started is not None
     _started.wait(timeout=120)
-    return os.getpid()
+    from scoring import accel
+
+    return os.getpid(), fingerprint(_processor), accel.status().compiled
+
+
+def fingerprint(processor: BatchProcessor) -> Fingerprint:
+    """What must be equal between the worker's processor and a child's: each live and shadow policy's id
+    and version (what the rollout guard keys on: streams.rollout), in order."""
+    shadows = processor.decider.shadows
+    return tuple((p.id, p.version, shadows[p.id].version if p.id in shadows else None)
+                 for p in processor.policies)
 
 
 # ---------------------------------------------------------------------- the worker's side
-def split(records: Sequence[InRecord], groups: int) -> list[list[RecordTuple]]:
+def split(records: Sequence[InRecord], groups: int) -> tuple[list[list[RecordTuple]], list[list[int]]]:
     """``records`` as tuples in ``groups`` lists (arrival order kept within each), every record of one key in
-    the same list: a customer's records are decided together (dedup, fold order, one decision), and a
-    record is decided only for the customer of its key (streams.batch). By CRC-32 of the key, so that the
-    groups are even whichever partitions the worker owns; records without a key go to the first."""
-    out: list[list[RecordTuple]] = [[] for _ in range(groups)]
-    for r in records:
-        out[zlib.crc32(r.key) % groups if r.key else 0].append(_pack(r))
+    the same list, and each record's position in ``records``: a customer's records are decided together
+    (dedup, fold order, one decision), and a record is decided only for the customer of its key
+    (streams.batch). By CRC-32 of the key, so that the groups are even whichever partitions the worker
+    owns; records without a key go to the first."""
+    parts: list[list[RecordTuple]] = [[] for _ in range(groups)]
+    positions: list[list[int]] = [[] for _ in range(groups)]
+    for i, r in enumerate(records):
+        g = zlib.crc32(r.key) % groups if r.key else 0
+        parts[g].append(_pack(r))
+        positions[g].append(i)
+    return parts, positions
+
+
+def _positioned(entries: list[tuple[bytes, bytes]], records: list[RecordTuple], positions: list[int]
+                ) -> list[tuple[int, tuple[bytes, bytes]]]:
+    """Each re-routed ``(customer, value)`` entry with the batch position of the record it came from.
+
+    A part's entries come in its records' order, each carrying its record's original value, so each is
+    matched to the next record with that value. Records with equal values are the same event or command
+    (same id), so which of them an entry is matched to changes nothing that de-duplication would not undo."""
+    out = []
+    i = 0
+    for entry in entries:
+        while records[i][4] != entry[1]:
+            i += 1
+        out.append((positions[i], entry))
+        i += 1
     return out
 
 
-def merge(outboxes: Sequence[Outbox]) -> Outbox:
+def merge(outboxes: Sequence[Outbox], parts: Sequence[tuple[list[RecordTuple], list[int]]] | None = None
+          ) -> Outbox:
     """One outbox holding ``outboxes``' effects, each after the one before: what deciding their records as
     one batch gives, but for the order between customers of different outboxes (their customers are
-    disjoint, and nothing orders outputs of different customers: streams.worker.Tail)."""
+    disjoint, and nothing orders outputs of different customers: streams.worker.Tail).
+
+    Re-routed records are the exception: they are split by the key they came with, not by their customer,
+    so one customer's records with different wrong keys can be in different parts, and their order on the
+    repartition (or admin) topic is the order they will be decided in. Given ``parts`` (each outbox's
+    records and their positions in the batch, from :func:`split`), they keep the batch's order."""
     merged = Outbox()
-    for out in outboxes:
+    repartition: list[tuple[int, tuple[bytes, bytes]]] = []
+    readmin: list[tuple[int, tuple[bytes, bytes]]] = []
+    for n, out in enumerate(outboxes):
         merged.merge(out)  # streams.decide.Effects: outputs, read model, due times, flags, counters
         merged.state_writes.update(out.state_writes)
         merged.dead_letters.extend(out.dead_letters)
-        merged.repartition.extend(out.repartition)
-        merged.readmin.extend(out.readmin)
-        for key, n in out.counts.items():
-            merged.counts[key] = merged.counts.get(key, 0) + n
+        if parts is None:
+            merged.repartition.extend(out.repartition)
+            merged.readmin.extend(out.readmin)
+        else:
+            repartition.extend(_positioned(out.repartition, *parts[n]))
+            readmin.extend(_positioned(out.readmin, *parts[n]))
+        for key, count in out.counts.items():
+            merged.counts[key] = merged.counts.get(key, 0) + count
         for partition, mark in out.watermarks.items():
             if partition not in merged.watermarks or mark > merged.watermarks[partition]:
                 merged.watermarks[partition] = mark
+    if parts is not None:
+        merged.repartition = [entry for _, entry in sorted(repartition, key=lambda e: e[0])]
+        merged.readmin = [entry for _, entry in sorted(readmin, key=lambda e: e[0])]
     return merged
 
 
@@ -216,13 +268,17 @@ def _states_of(group: list[RecordTuple], states: States) -> States:
 class DecisionPool:
     """Child processes deciding the worker's batches; :meth:`decide` awaits one batch's :class:`Outbox`."""
 
-    def __init__(self, settings: Settings, processes: int, min_records: int = MIN_RECORDS_PER_PROCESS) -> None:
-        """``processes`` children; a batch goes to as many of them as it has ``min_records`` records."""
+    def __init__(self, settings: Settings, processes: int, min_records: int = MIN_RECORDS_PER_PROCESS,
+                 expect: Fingerprint | None = None) -> None:
+        """``processes`` children; a batch goes to as many of them as it has ``min_records`` records.
+        ``expect``: the :func:`fingerprint` of the worker's own processor, which every child's must equal."""
         if processes < 1:
             raise ValueError("a decision pool needs at least one process")
         self.settings = settings
         self.processes = processes
         self.min_records = min_records
+        self.expect = expect
+        self.compiled: list[bool] = []  # per child, once started: whether it runs the compiled core
         self._pool: ProcessPoolExecutor | None = None
         self._barrier: Any = None
         self._started: asyncio.Future[list[int]] | None = None
@@ -230,7 +286,7 @@ class DecisionPool:
 
     def start(self) -> asyncio.Future[list[int]]:
         """Spawn the children (once); the future resolves to their pids when each has built its processor
-        (policies loaded: about a second)."""
+        (policies loaded: about a second), and fails if a child's policies differ from ``expect``."""
         if self._started is None:
             context = multiprocessing.get_context("spawn")
             # Kept: its semaphores are unlinked when the parent's object goes, before children attach to them.
@@ -239,10 +295,25 @@ class DecisionPool:
                 max_workers=self.processes, mp_context=context,
                 initializer=_start_child, initargs=(self.settings, os.getpid(), self._barrier),
             )
-            loop = asyncio.get_running_loop()
-            self._started = asyncio.gather(
-                *(loop.run_in_executor(self._pool, _ready) for _ in range(self.processes)))
+            self._started = asyncio.ensure_future(self._start(self._pool))
         return self._started
+
+    async def _start(self, pool: ProcessPoolExecutor) -> list[int]:
+        loop = asyncio.get_running_loop()
+        try:
+            ready = await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.processes)))
+        except BaseException:
+            self.stop()
+            raise
+        for pid, found, compiled in ready:
+            # The children read the policy files again: one changed in between must not decide events with
+            # a version the worker's own decay, re-scoring and rollout guard do not know.
+            if self.expect is not None and found != self.expect:
+                self.stop()
+                raise RuntimeError(f"decision process {pid} loaded other policies than the worker: {found} "
+                                   f"!= {self.expect} (a policy file changed while the worker started)")
+            self.compiled.append(compiled)
+        return [pid for pid, _, _ in ready]
 
     async def decide(self, records: Sequence[InRecord], states: States, now: datetime) -> Outbox:
         """The outbox of ``records`` decided with ``states`` at ``now``; raises ``BrokenProcessPool`` if a
@@ -250,12 +321,15 @@ class DecisionPool:
         if self._stopped:
             raise asyncio.CancelledError("the decision processes are stopped")
         await self.start()
+        pool = self._pool
+        if pool is None:  # stopped while the children started
+            raise asyncio.CancelledError("the decision processes are stopped")
         loop = asyncio.get_running_loop()
-        groups = split(records, max(1, min(self.processes, len(records) // self.min_records)))
-        parts = []
-        for group in groups:
-            parts.append(loop.run_in_executor(self._pool, _decide_in_child, group, _states_of(group, states), now))
-        return merge([_unpack(decided) for decided in await asyncio.gather(*parts)])
+        groups, positions = split(records, max(1, min(self.processes, len(records) // self.min_records)))
+        parts = [(group, at) for group, at in zip(groups, positions, strict=True) if group]
+        decided = await asyncio.gather(*(
+            loop.run_in_executor(pool, _decide_in_child, group, _states_of(group, states), now) for group, _ in parts))
+        return merge([_unpack(d) for d in decided], parts)
 
     def stop(self) -> None:
         """End the children after the batch in flight, if any (whose outbox is then not awaited any more)."""

@@ -21,7 +21,7 @@ from scoring import accel
 from scoring.policy import CompiledPolicy, load_policies
 from streams import metrics
 from streams.app import create_app
-from streams.decision_process import DecisionPool, build_processor
+from streams.decision_process import DecisionPool, build_processor, fingerprint
 from streams.rollout import Rollout
 from streams.source import RawSource, ack_all, batches
 from streams.topics import Topics
@@ -57,7 +57,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     app = create_app(settings)
     processor = build_processor(settings, policies)
     writer = ReadModelWriter.from_settings(settings)
-    decisions = DecisionPool(settings, settings.decision_processes) if settings.decision_processes else None
+    decisions = (DecisionPool(settings, settings.decision_processes, expect=fingerprint(processor))
+                 if settings.decision_processes else None)
     worker = Worker(app, processor, topics, writer, bulk=settings.producer_batching, decisions=decisions)
     rollout = Rollout(worker, settings)
     # One batch's worth of records: the consumer refills it while the current batch is decided (the loop
@@ -222,7 +223,9 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
         if decisions is not None:
             pids = await decisions.start()
             metrics.DECISION_PROCESSES.set(len(pids))
-            log.info("decision processes started", extra={"pids": pids})
+            log.info("decision processes started", extra={"pids": pids, "compiled_core": decisions.compiled})
+            if not all(decisions.compiled):
+                log.warning("a decision process runs the Python source, not the compiled build")
         metrics.WORKER_HEALTHY.set(1)
         core = accel.status()
         metrics.COMPILED_CORE.set(int(core.compiled))

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections import defaultdict
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
@@ -22,8 +23,9 @@ from typing import Any
 import orjson
 import pytest
 
+from scoring import accel
 from streams.batch import InRecord, Outbox
-from streams.decision_process import DecisionPool, build_processor, loader, merge, split
+from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split
 from streams.partitioning import partition_for
 from streams.topics import Topics
 from streams.worker import read_states
@@ -85,7 +87,9 @@ def by_customer(out: Outbox) -> dict[str, Any]:
 
 def test_split_keeps_each_key_in_one_part_in_arrival_order():
     batch = records()
-    parts = split(batch, 3)
+    parts, positions = split(batch, 3)
+    for part, at in zip(parts, positions, strict=True):
+        assert [t[2] for t in part] == [batch[i].offset for i in at]  # each record with its batch position
     assert sum(len(p) for p in parts) == len(batch)
     owner: dict[bytes | None, int] = {}
     for i, part in enumerate(parts):
@@ -99,7 +103,7 @@ def test_split_keeps_each_key_in_one_part_in_arrival_order():
                 assert t[2] > seen.get(t[1], -1)
                 seen[t[1]] = t[2]
     keyless = InRecord("t.order", 0, 1, None, b"{}", None)
-    assert split([keyless], 4)[0] == [("t.order", 0, 1, None, b"{}", None)]
+    assert split([keyless], 4)[0][0] == [("t.order", 0, 1, None, b"{}", None)]
 
 
 def test_a_batch_decided_in_parts_and_merged_equals_it_decided_whole():
@@ -117,10 +121,11 @@ def test_a_batch_decided_in_parts_and_merged_equals_it_decided_whole():
     merged = []
     for part in (first, second):
         outs = []
-        for group in split(part, 3):
+        groups, positions = split(part, 3)
+        for group in groups:
             group_records = [InRecord(*t) for t in group]
             outs.append(processor.process(group_records, loader(states_for(group_records, store2)), NOW))
-        out = merge(outs)
+        out = merge(outs, list(zip(groups, positions, strict=True)))
         store2.update({c: w[1] for c, w in out.state_writes.items()})
         merged.append(out)
     for a, b in zip(whole, merged, strict=True):
@@ -129,6 +134,25 @@ def test_a_batch_decided_in_parts_and_merged_equals_it_decided_whole():
     assert [d.record.offset for d in whole[0].dead_letters] == [10_000]  # the malformed record
     rerouted = {orjson.loads(value)["event_id"] for _, value in whole[0].repartition}
     assert rerouted == {"moved", "bad-key"}  # on the wrong partition; keyed by no UTF-8
+
+
+def test_a_customers_re_routed_records_keep_their_order_across_parts():
+    """Mis-keyed records are split by the key they came with: one customer's records under two wrong keys
+    land in two parts, and must reach the repartition topic in arrival order (then they are decided in
+    it). Regression: the first version put the first part's before the second's."""
+    processor = build_processor(SETTINGS)
+    first_part = next(k for k in (f"k{i}".encode() for i in range(100)) if zlib.crc32(k) % 2 == 1)
+    second_part = next(k for k in (f"k{i}".encode() for i in range(100)) if zlib.crc32(k) % 2 == 0)
+    events = [{"event_id": f"e{i}", "customer_id": "c1", "occurred_at": (END - timedelta(days=3 - i)).isoformat(),
+               "type": "order", "order_id": f"o{i}", "status": "placed", "amount": "10"} for i in range(3)]
+    batch = [InRecord(TOPICS.input("order"), 0, i, key, orjson.dumps(e), NOW.timestamp())
+             for i, (key, e) in enumerate(zip((first_part, second_part, first_part), events, strict=True))]
+    groups, positions = split(batch, 2)
+    assert [len(g) for g in groups] == [1, 2]  # e1 alone in the first list, e0 and e2 in the second
+    outs = [processor.process([InRecord(*t) for t in g], loader({}), NOW) for g in groups]
+    merged = merge(outs, list(zip(groups, positions, strict=True)))
+    assert [orjson.loads(v)["event_id"] for _, v in merged.repartition] == ["e0", "e1", "e2"]
+    assert [orjson.loads(v)["event_id"] for _, v in merge(outs).repartition] == ["e1", "e0", "e2"]  # unordered
 
 
 def test_merge_sums_counters_and_keeps_the_newest_watermark():
@@ -186,12 +210,39 @@ def test_a_small_batch_goes_to_one_child(pool):
     assert sum(out.counts.values()) == len(batch)
 
 
+def test_children_with_other_policies_refuse_to_start(pool):
+    """The children load the policy files again: one changed meanwhile must not decide (rollout guard)."""
+    async def run() -> None:
+        decisions = pool(1)
+        decisions.expect = (("five_tier", 999, None),)
+        with pytest.raises(RuntimeError, match="other policies than the worker"):
+            await decisions.start()
+
+    asyncio.run(run())
+    assert fingerprint(build_processor(SETTINGS))[0][:1] == ("five_tier",)
+
+
+def test_stopping_while_the_children_start_cancels_the_batch(pool):
+    batch = records(customers=5, days=3)
+
+    async def run() -> None:
+        decisions = pool(1)
+        batch_task = asyncio.ensure_future(decisions.decide(batch, states_for(batch, {}), NOW))
+        await asyncio.sleep(0.05)  # the batch now waits for the children to start
+        decisions.stop()
+        with pytest.raises(asyncio.CancelledError):
+            await batch_task
+
+    asyncio.run(run())
+
+
 def test_a_dead_child_fails_the_batch_and_a_stopped_pool_decides_nothing(pool):
     batch = records(customers=5, days=3)
 
     async def run() -> None:
         decisions = pool(1)
         (pid,) = await decisions.start()
+        assert decisions.compiled == [accel.status().compiled]
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(BrokenProcessPool):
             await decisions.decide(batch, states_for(batch, {}), NOW)
