@@ -65,6 +65,7 @@ bench: $(STAMP) native redis ## Benchmarks (scoring, state, stream throughput, A
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_state.py
 	$(BIN)/python bench/bench_hotpath.py
+	$(BIN)/python bench/bench_decision_ipc.py
 	$(BIN)/python bench/bench_redis_write.py
 	$(BIN)/python bench/bench_throughput.py --recovery
 	$(BIN)/python bench/bench_recovery.py
