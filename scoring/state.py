@@ -1140,7 +1140,10 @@ class CustomerState:
             doc["dp"] = text
         if self.tiers:
             doc["tiers"] = self.tiers
-        return orjson.dumps(doc)
+        # Copied to its exact size: orjson (3.12 on) returns a buffer with a power-of-two capacity, never
+        # shrunk, and a batch holds up to 20,000 of these until they are written (4,115 states of 5.5 MB
+        # held 33.9 MB; streams.encoded.exact).
+        return bytes(memoryview(orjson.dumps(doc)))
 
     def _canonical_pls(self) -> None:
         """Make ``pls`` sorted and exactly the names in use, remapping indices (only when it is not)."""

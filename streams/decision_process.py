@@ -55,6 +55,7 @@ from scoring.policy import CompiledPolicy, load_policies
 from scoring.state import MAX_RETENTION_DAYS
 from scoring.timers import continuous_thresholds
 from streams.batch import BatchProcessor, DeadLetter, InRecord, Outbox
+from streams.encoded import EncodedChange, encode_changes
 from streams.topics import Topics
 from tierstream.settings import Settings
 
@@ -65,6 +66,7 @@ __all__ = ["DecisionPool", "States", "build_processor", "fingerprint", "lateness
 RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
 States = dict[tuple[str, int], bytes | None]
 DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
+Decided = tuple[Outbox, list[DeadTuple], list[EncodedChange]]  # what a child returns for its part
 Fingerprint = tuple[tuple[str, int, int | None], ...]  # (policy id, version, shadow version) per live policy
 
 _ORPHAN_CHECK_SECONDS = 1.0
@@ -128,25 +130,27 @@ def _start_child(settings: Settings, parent: int, started: Any) -> None:
     tune_gc()
 
 
-def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) -> tuple[Outbox, list[DeadTuple]]:
+def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) -> Decided:
     """``BatchProcessor.process`` on the child's processor, with the states read by the worker; the
-    outbox's dead letters apart, as tuples (:func:`_unpack`)."""
+    outbox's dead letters apart, as tuples (:func:`_unpack`), and its tier changes encoded here, on this
+    core (streams.encoded: the worker's process only sends them)."""
     assert _processor is not None, "the decision process was not initialized"
     out = _processor.process([InRecord(*r) for r in records], loader(states), now)
     dead = [(_pack(d.record), d.reason, d.detail) for d in out.dead_letters]
-    out.dead_letters = []
-    return out, dead
+    changes = encode_changes(out.tier_changes)
+    out.dead_letters, out.tier_changes = [], []
+    return out, dead, changes
 
 
 def _pack(r: InRecord) -> RecordTuple:
     return (r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
 
 
-def _unpack(decided: tuple[Outbox, list[DeadTuple]]) -> Outbox:
+def _unpack(decided: Decided) -> Outbox:
     """The child's outbox with its dead letters back in. Why apart: ``InRecord`` and ``DeadLetter`` are
     frozen dataclasses, which the compiled build's classes cannot unpickle (their ``__setstate__`` assigns
     fields), and a result that fails to unpickle breaks the whole pool."""
-    out, dead = decided
+    out, dead, _ = decided
     out.dead_letters = [DeadLetter(InRecord(*r), reason, detail) for r, reason, detail in dead]
     return out
 
@@ -315,9 +319,11 @@ class DecisionPool:
             self.compiled.append(compiled)
         return [pid for pid, _, _ in ready]
 
-    async def decide(self, records: Sequence[InRecord], states: States, now: datetime) -> Outbox:
-        """The outbox of ``records`` decided with ``states`` at ``now``; raises ``BrokenProcessPool`` if a
-        child died, ``CancelledError`` once stopped."""
+    async def decide(self, records: Sequence[InRecord], states: States, now: datetime
+                     ) -> tuple[Outbox, list[EncodedChange]]:
+        """The outbox of ``records`` decided with ``states`` at ``now``, and its tier changes encoded (the
+        outbox's own list is empty); raises ``BrokenProcessPool`` if a child died, ``CancelledError`` once
+        stopped."""
         if self._stopped:
             raise asyncio.CancelledError("the decision processes are stopped")
         await self.start()
@@ -329,7 +335,8 @@ class DecisionPool:
         parts = [(group, at) for group, at in zip(groups, positions, strict=True) if group]
         decided = await asyncio.gather(*(
             loop.run_in_executor(pool, _decide_in_child, group, _states_of(group, states), now) for group, _ in parts))
-        return merge([_unpack(d) for d in decided], parts)
+        changes = [change for d in decided for change in d[2]]  # each customer's in its part's order
+        return merge([_unpack(d) for d in decided], parts), changes
 
     def stop(self) -> None:
         """End the children after the batch in flight, if any (whose outbox is then not awaited any more)."""

@@ -36,10 +36,11 @@ from pydantic import BaseModel
 from schemas.admin import TierAtRisk
 from schemas.outputs import dlq_headers
 from streams import metrics
-from streams.batch import BatchProcessor, InRecord, Outbox, encode_change
+from streams.batch import BatchProcessor, InRecord, Outbox
 from streams.bulk import BulkProducer, Submitted
 from streams.decision_process import DecisionPool, States, loader
 from streams.due import DueIndex
+from streams.encoded import EncodedChange, encode_changes
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
 from streams.stalls import Probe, StallWatch
@@ -352,10 +353,13 @@ class Worker:
         bulk = await self.bulk()
         records = [to_record(m) for m in messages]
         if self.decisions is not None:
-            # The same outbox, decided on another core while this loop runs the previous batch's tail.
-            out = await self.decisions.decide(records, read_states(records, self.loader(sizes)), now)
+            # The same outbox, decided on other cores while this loop runs the previous batch's tail; its
+            # tier changes come encoded (streams.encoded).
+            out, changes = await self.decisions.decide(records, read_states(records, self.loader(sizes)), now)
         else:
             out = await self._decide(records, self.preload(records, sizes), now)
+            changes = encode_changes(out.tier_changes)
+            out.tier_changes = []
         if not self.current(epoch):
             # Nothing was written: its records come again from the commit, to this worker or another.
             self.offsets.forget(epoch)
@@ -372,7 +376,7 @@ class Worker:
         # The tail needs none of the encoded states (the changelog builders hold their copies): not kept
         # alive beside the next batch's (about 2 kB per customer, up to 20,000 customers a batch).
         out.state_writes = {}
-        return Tail(self, messages, out, bulk, changelog, now, started, epoch)
+        return Tail(self, messages, out, changes, bulk, changelog, now, started, epoch)
 
     def follow(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> asyncio.Future[bool] | None:
         """Carry out ``tail`` in the background once the tail in flight (if any) has ended, then call
@@ -441,16 +445,16 @@ class Worker:
         """:func:`read_ahead` from the store (records each state's size in ``sizes``)."""
         return read_ahead(records, self.loader(sizes))
 
-    def _emit(self, out: Outbox, bulk: BulkProducer | None) -> int:
-        """Hand tier changes, lifecycle notices and audit records to the producer (tier changes and snapshot
-        records to ``bulk`` when given); returns how many."""
+    def _emit(self, out: Outbox, changes: Sequence[EncodedChange], bulk: BulkProducer | None) -> int:
+        """Hand tier changes (``changes``: ``out``'s, encoded), lifecycle notices and audit records to the
+        producer (tier changes and snapshot records to ``bulk`` when given); returns how many."""
         tier_changes = self.tier_changes.get_topic_name()
         moves: dict[tuple[str, str, str, str], int] = {}  # counted first: one labels() lookup per series
-        for change in out.tier_changes:
+        for change in changes:
             if bulk is not None:
-                bulk.add_keyed(tier_changes, change.customer_id.encode(), encode_change(change))
+                bulk.add_keyed(tier_changes, change.customer_id.encode(), change.wire)
             else:
-                self.tier_changes.send_soon(key=change.customer_id.encode(), value=encode_change(change))
+                self.tier_changes.send_soon(key=change.customer_id.encode(), value=change.wire)
             series = (change.policy, change.from_tier or "", change.to_tier, change.cause)
             moves[series] = moves.get(series, 0) + 1
         for series, n in moves.items():
@@ -470,7 +474,7 @@ class Worker:
             metrics.SHADOW_EVALUATIONS.labels(*labels).inc(n)
         for labels, n in out.shadow.items():
             metrics.SHADOW_DIFFERENCES.labels(*labels).inc(n)
-        changed = {(c.customer_id, c.policy) for c in out.tier_changes}
+        changed = {(c.customer_id, c.policy) for c in changes}
         snapshot = self.snapshot.get_topic_name()
         for record in out.read_model:
             # the snapshot follows tier changes (and overrides), not every score refresh
@@ -481,7 +485,7 @@ class Worker:
                     bulk.add_keyed(snapshot, key, value)
                 else:
                     self.snapshot.send_soon(key=key, value=value)
-        return len(out.tier_changes) + len(out.notices) + len(out.audit)
+        return len(changes) + len(out.notices) + len(out.audit)
 
     @staticmethod
     def send_model(topic: faust.TopicT, customer_id: str, model: BaseModel) -> None:
@@ -568,11 +572,12 @@ class Worker:
         and emits the identical changes (same sequence, same change_id)."""
         await self.settle()  # the in-flight batch's outputs first: these may be of the same customers
         bulk = await self.bulk()
-        emitted = self._emit(out, bulk)
+        changes = encode_changes(out.tier_changes)
+        emitted = self._emit(out, changes, bulk)
         # The read model is an output here too, written before the state: written after it, a kill in
         # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
         # decides again); written before, the re-run decides the same version and Redis refuses it.
-        outputs = [self.writer.write(out.read_model), self.writer.write_changes(out.tier_changes)]
+        outputs = [self.writer.write(out.read_model), self.writer.write_ledger([c.ledger for c in changes])]
         if emitted:
             outputs.append(self._send(bulk))
         await asyncio.gather(*outputs)
@@ -667,15 +672,17 @@ class Worker:
         self.gauges.assign(self.owned)
 
     @staticmethod
-    def _observe(out: Outbox, messages: Sequence[Message], now: datetime, started: float) -> None:
+    def _observe(out: Outbox, changes: Sequence[EncodedChange], messages: Sequence[Message], now: datetime,
+                 started: float) -> None:
         for (kind, outcome), n in out.counts.items():
             metrics.EVENTS_CONSUMED.labels(kind, outcome).inc(n)
             if outcome == "duplicate":
                 metrics.DUPLICATE_EVENTS.inc(n)
         wall = time.time()
-        for change in out.tier_changes:
-            metrics.EVENT_TO_DECISION.observe(max(0.0, (now - change.effective_at).total_seconds()))
-        if out.tier_changes:
+        decided = now.timestamp()
+        for change in changes:
+            metrics.EVENT_TO_DECISION.observe(max(0.0, decided - change.ledger.score))  # score: effective_at
+        if changes:
             oldest = min(m.timestamp for m in messages)
             metrics.ARRIVAL_TO_EMIT.observe(max(0.0, wall - oldest))
         metrics.LAST_EVENT_TIMESTAMP.set(wall)
@@ -687,15 +694,18 @@ class Tail:
     """What is left of a batch once its states are written (:meth:`Worker.follow` runs it): wait for its
     changelog records, then send its dead letters, re-routed records and outputs, write Redis, and count."""
 
-    __slots__ = ("bulk", "changelog", "epoch", "messages", "now", "out", "started", "worker")
+    __slots__ = ("bulk", "changelog", "changes", "epoch", "messages", "now", "out", "started", "worker")
 
-    def __init__(self, worker: Worker, messages: Sequence[Message], out: Outbox, bulk: BulkProducer | None,
-                 changelog: Submitted | None, now: datetime, started: float, epoch: int) -> None:
-        """``bulk``: the batch's own collector (its changelog records submitted as ``changelog``), or None
-        on Faust's per-record path; ``now``: the batch's wall clock; ``started``: its perf_counter start."""
+    def __init__(self, worker: Worker, messages: Sequence[Message], out: Outbox, changes: Sequence[EncodedChange],
+                 bulk: BulkProducer | None, changelog: Submitted | None, now: datetime, started: float,
+                 epoch: int) -> None:
+        """``changes``: the batch's tier changes, encoded (``out.tier_changes`` is not read); ``bulk``: the
+        batch's own collector (its changelog records submitted as ``changelog``), or None on Faust's
+        per-record path; ``now``: the batch's wall clock; ``started``: its perf_counter start."""
         self.worker = worker
         self.messages = messages
         self.out = out
+        self.changes = changes
         self.bulk = bulk
         self.changelog = changelog
         self.now = now
@@ -728,14 +738,15 @@ class Tail:
             worker.repartition.send_soon(key=key, value=value)
         for key, value in out.readmin:
             worker.admin.send_soon(key=key, value=value)
-        worker._emit(out, bulk)
+        worker._emit(out, self.changes, bulk)
         # Tier changes to the broker while Redis is written: both round trips at once. The batch is acked
         # after this returns, so its outputs must be acknowledged first.
         sent = await bulk.submit() if bulk is not None else None
         # both read-model pipelines in one round trip (version-guarded and idempotent: order is free)
-        await asyncio.gather(worker.writer.write(out.read_model), worker.writer.write_changes(out.tier_changes))
+        await asyncio.gather(worker.writer.write(out.read_model),
+                             worker.writer.write_ledger([c.ledger for c in self.changes]))
         if sent is not None:
             await sent.wait()
         worker.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in self.messages})
-        worker._observe(out, self.messages, now, self.started)
+        worker._observe(out, self.changes, self.messages, now, self.started)
         return self.messages

@@ -211,8 +211,12 @@ class ReadModelWriter:
         """Add ``changes`` to their customers' tier ledgers in one pipeline (ZADD, trim to the newest
         :data:`LEDGER_MAX`, index the policy). Idempotent: a change written again (replay, re-delivery)
         stores nothing new. Never raises on Redis failure: entries are kept and retried like records."""
-        if changes:
-            await self._submit([LedgerWrite.of(c) for c in changes], self._send_changes, self._merge_changes)
+        await self.write_ledger([LedgerWrite.of(c) for c in changes])
+
+    async def write_ledger(self, writes: Sequence[LedgerWrite]) -> None:
+        """:meth:`write_changes` of changes already encoded (``LedgerWrite.of``; streams.encoded)."""
+        if writes:
+            await self._submit(writes, self._send_changes, self._merge_changes)
 
     async def _submit(
         self,

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 import zlib
 from collections import defaultdict
 from concurrent.futures.process import BrokenProcessPool
@@ -24,11 +25,14 @@ import orjson
 import pytest
 
 from scoring import accel
-from streams.batch import InRecord, Outbox
+from scoring.state import CustomerState
+from streams.batch import InRecord, Outbox, encode_change
 from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split
+from streams.encoded import EncodedChange, encode_changes
 from streams.partitioning import partition_for
 from streams.topics import Topics
 from streams.worker import read_states
+from tierstream.readmodel.writer import LedgerWrite
 from tierstream.settings import Settings
 from tierstream.synth import generate_events
 
@@ -62,11 +66,12 @@ def states_for(batch: list[InRecord], store: dict[str, bytes]) -> dict[tuple[str
     return read_states(batch, lambda customer_id, _: store.get(customer_id))
 
 
-def by_customer(out: Outbox) -> dict[str, Any]:
-    """What must be equal between a whole and a merged outbox: everything, per customer, in its order."""
+def by_customer(out: Outbox, changes: list[EncodedChange] | None = None) -> dict[str, Any]:
+    """What must be equal between a whole and a merged outbox: everything, per customer, in its order.
+    ``changes``: the tier changes encoded (as the pool returns them), else ``out``'s encoded here."""
     view: dict[str, Any] = defaultdict(lambda: defaultdict(list))
-    for change in out.tier_changes:
-        view[change.customer_id]["changes"].append(change.model_dump())
+    for change in changes if changes is not None else encode_changes(out.tier_changes):
+        view[change.customer_id]["changes"].append(change)
     for record in out.read_model:
         view[record.customer_id]["read_model"].append(record.model_dump())
     for notice in out.notices:
@@ -189,14 +194,15 @@ def test_the_pool_decides_as_the_worker_would(pool):
     states = states_for(batch, {})
     expected = build_processor(SETTINGS).process(batch, loader(states), NOW)
 
-    async def run() -> tuple[list[int], Outbox]:
+    async def run() -> tuple[list[int], tuple[Outbox, list[EncodedChange]]]:
         decisions = pool(2)
         pids = await decisions.start()
         return pids, await decisions.decide(batch, states, NOW)
 
-    pids, out = asyncio.run(run())
+    pids, (out, changes) = asyncio.run(run())
     assert len(set(pids)) == 2 and os.getpid() not in pids
-    assert by_customer(out) == by_customer(expected)
+    assert changes and not out.tier_changes  # encoded in the children; the outbox's list is left empty
+    assert by_customer(out, changes) == by_customer(expected)
 
 
 def test_a_small_batch_goes_to_one_child(pool):
@@ -204,7 +210,7 @@ def test_a_small_batch_goes_to_one_child(pool):
 
     async def run() -> Outbox:
         decisions = pool(2, min_records=64)
-        return await decisions.decide(batch, states_for(batch, {}), NOW)
+        return (await decisions.decide(batch, states_for(batch, {}), NOW))[0]
 
     out = asyncio.run(run())
     assert sum(out.counts.values()) == len(batch)
@@ -256,6 +262,7 @@ def test_a_dead_child_fails_the_batch_and_a_stopped_pool_decides_nothing(pool):
 CHILDREN_OF_A_KILLED_WORKER = """
 import asyncio, sys
 from streams.decision_process import DecisionPool
+from tierstream.readmodel.writer import LedgerWrite
 from tierstream.settings import Settings
 
 async def main():
@@ -296,3 +303,36 @@ def _alive(pid: int) -> bool:
     # a zombie (exited, not yet reaped by init) counts as gone
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split()[2] != "Z"
+
+
+def test_an_encoded_change_is_the_wire_record_and_the_ledger_write():
+    """streams.encoded's invariant: the same bytes as the worker's own encoders, field for field."""
+    batch = records()
+    out = build_processor(SETTINGS).process(batch, loader(states_for(batch, {})), NOW)
+    assert out.tier_changes
+    for change, encoded in zip(out.tier_changes, encode_changes(out.tier_changes), strict=True):
+        assert encoded.wire == encode_change(change)
+        assert encoded.ledger == LedgerWrite.of(change)
+        assert encoded.ledger.score == change.effective_at.timestamp()
+        assert (encoded.customer_id, encoded.policy, encoded.from_tier, encoded.to_tier, encoded.cause) == (
+            change.customer_id, change.policy, change.from_tier, change.to_tier, change.cause)
+
+
+def test_encoded_bytes_hold_no_more_memory_than_their_length():
+    """orjson's output buffers keep their power-of-two capacity (streams.encoded.exact): a batch's encoded tier
+    changes and stored states are copied to their size, or they would hold several times their bytes."""
+    batch = records(customers=200)
+    out = build_processor(SETTINGS).process(batch, loader(states_for(batch, {})), NOW)
+    states = [CustomerState.from_bytes(w[1]) for w in out.state_writes.values()]
+    assert out.tier_changes and states
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        encoded = encode_changes(out.tier_changes)
+        stored = [state.to_bytes() for state in states]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    content = sum(len(e.wire) + len(e.ledger.member) for e in encoded) + sum(map(len, stored))
+    objects = 3 * len(encoded) + len(stored)
+    assert held < content + 250 * objects, (held, content)  # headers and tuples, not 4-16 kB buffers each
