@@ -11,8 +11,9 @@ core (docs/performance.md, session 12).
 
 What crosses the pipe, pickled: each part's records as plain tuples, the states the worker read ahead
 for its customers (``{(customer, partition): bytes | None}``) and the time; back comes the part's
-:class:`~streams.batch.Outbox`, its dead letters as tuples and its tier changes encoded (streams.encoded). The worker merges the parts' outboxes and does
-everything else exactly as with an in-process decision, under the same lock and in the same order.
+:class:`~streams.batch.Outbox`, its dead letters as tuples and its tier changes encoded
+(streams.encoded). The worker merges the parts' outboxes and does everything else exactly as with an
+in-process decision, under the same lock and in the same order.
 
 Invariants:
 - **Same decisions.** Every record of a key goes to the same part, in arrival order (:func:`split`), and
