@@ -197,10 +197,25 @@ def split(records: Sequence[InRecord], groups: int) -> tuple[list[list[RecordTup
     parts: list[list[RecordTuple]] = [[] for _ in range(groups)]
     positions: list[list[int]] = [[] for _ in range(groups)]
     for i, r in enumerate(records):
-        g = zlib.crc32(r.key) % groups if r.key else 0
+        g = _group(r.key, groups)
         parts[g].append(_pack(r))
         positions[g].append(i)
     return parts, positions
+
+
+def _group(key: bytes | None, groups: int) -> int:
+    """The part of a record with ``key``, and of the state of the customer that key names."""
+    return zlib.crc32(key) % groups if key else 0
+
+
+def _split_states(states: States, groups: int) -> list[States]:
+    """``states`` in the parts :func:`split` gives their customers' records: a state is read only for the
+    customer its record's key names (streams.worker.read_states), so the customer id encodes back to that
+    key. Per customer, not per record."""
+    out: list[States] = [{} for _ in range(groups)]
+    for (customer_id, partition), raw in states.items():
+        out[_group(customer_id.encode(), groups)][(customer_id, partition)] = raw
+    return out
 
 
 def _positioned(entries: list[tuple[bytes, bytes]], records: list[RecordTuple], positions: list[int]
@@ -252,22 +267,6 @@ def merge(outboxes: Sequence[Outbox], parts: Sequence[tuple[list[RecordTuple], l
         merged.repartition = [entry for _, entry in sorted(repartition, key=lambda e: e[0])]
         merged.readmin = [entry for _, entry in sorted(readmin, key=lambda e: e[0])]
     return merged
-
-
-def _states_of(group: list[RecordTuple], states: States) -> States:
-    """The part of ``states`` that ``group``'s records may read (those of their keys' customers)."""
-    mine: States = {}
-    for r in group:
-        key = r[3]
-        if key is None:
-            continue
-        try:
-            wanted = (key.decode(), r[1])
-        except UnicodeDecodeError:
-            continue  # no customer id: dead-lettered or re-routed unread (as streams.worker.read_states skips it)
-        if wanted in states:
-            mine[wanted] = states[wanted]
-    return mine
 
 
 class DecisionPool:
@@ -332,12 +331,15 @@ class DecisionPool:
         if pool is None:  # stopped while the children started
             raise asyncio.CancelledError("the decision processes are stopped")
         loop = asyncio.get_running_loop()
-        groups, positions = split(records, max(1, min(self.processes, len(records) // self.min_records)))
-        parts = [(group, at) for group, at in zip(groups, positions, strict=True) if group]
+        n = max(1, min(self.processes, len(records) // self.min_records))
+        groups, positions = split(records, n)
+        mine = _split_states(states, n)
+        parts = [(group, at, part_states) for group, at, part_states in zip(groups, positions, mine, strict=True)
+                 if group]
         decided = await asyncio.gather(*(
-            loop.run_in_executor(pool, _decide_in_child, group, _states_of(group, states), now) for group, _ in parts))
+            loop.run_in_executor(pool, _decide_in_child, group, part_states, now) for group, _, part_states in parts))
         changes = [change for d in decided for change in d[2]]  # each customer's in its part's order
-        return merge([_unpack(d) for d in decided], parts), changes
+        return merge([_unpack(d) for d in decided], [(group, at) for group, at, _ in parts]), changes
 
     def stop(self) -> None:
         """End the children after the batch in flight, if any (whose outbox is then not awaited any more)."""

@@ -152,7 +152,7 @@ class Worker:
     ) -> None:
         """``bulk``: produce changelog records and tier changes as one record batch per partition
         (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
-        one-record-per-batch work-around). ``decisions``: decide batches in that child process
+        one-record-per-batch work-around). ``decisions``: decide batches in those child processes
         (:mod:`streams.decision_process`) rather than in this one's event loop."""
         self.app = app
         self.table = app.state_table  # type: ignore[attr-defined]

@@ -79,7 +79,7 @@ def build(native_dir: Path = NATIVE_DIR, opt_level: str = "3", verbose: bool = F
             raise
         dist = Distribution({"name": "tierstream-native", "ext_modules": extensions})
         dist.script_name = "tierstream.native"
-        # the C sources and objects stay in .native/build: a rebuild recompiles only what changed
+        # the C sources and objects go to .native/build, outside the build directory the manifest names
         dist.script_args = ["-q", "build_ext", "--build-lib", str(out),
                             "--build-temp", str(native_dir / "build" / "temp")]
         dist.parse_command_line()
