@@ -36,6 +36,7 @@ from streams.faust_patches import (
     deliver_every_record,
     deliver_without_tasks,
     disable_gap_commits,
+    track_end_offsets_per_fetch,
     tune_fetch_wait,
 )
 from tierstream.settings import Settings
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> faust.App:
     deliver_every_record()
     deliver_without_tasks()
     guard_positions()
+    track_end_offsets_per_fetch()
     extra: dict[str, object] = {}
     if settings.embedded_broker:
         if settings.embedded_offset_correction:

@@ -7,12 +7,15 @@ So it can run in other processes, and a batch can be split between them by custo
 :class:`DecisionPool` does that, while the worker's own process carries out the previous batch's tail
 (changelog acknowledgement, tier changes, Redis, acks: streams.worker.Tail), runs Faust and its web
 server, and takes in the next records. With one process, all of that took turns with deciding on one
-core (docs/performance.md, session 12).
+core (docs/performance.md, session 12). Customers due for re-scoring (decay, review dates:
+:meth:`streams.batch.BatchProcessor.decay`, another pure function of the stored state) go to the children
+the same way (:meth:`DecisionPool.decay`, session 13); policy re-scoring after a rollout stays in the
+worker's process.
 
 What crosses the pipe, pickled: each part's records as plain tuples, the states the worker read ahead
 for its customers (``{(customer, partition): bytes | None}``) and the time; back comes the part's
-:class:`~streams.batch.Outbox`, its dead letters as tuples and its tier changes encoded
-(streams.encoded). The worker merges the parts' outboxes and does everything else exactly as with an
+:class:`~streams.batch.Outbox`, its dead letters as tuples, and its tier changes and read-model
+records encoded (streams.encoded). The worker merges the parts' outboxes and does everything else exactly as with an
 in-process decision, under the same lock and in the same order.
 
 Invariants:
@@ -20,10 +23,10 @@ Invariants:
   a record is decided only for the customer of its key; so the merged outbox equals the whole batch's,
   except for the order between different customers' effects, which nothing orders (:func:`merge`).
   Each child builds its processor with :func:`build_processor` from the worker's own settings, the
-  function the worker's process uses for its own (decay and policy re-scoring stay there), and runs the
+  function the worker's process uses for its own (policy re-scoring stays there), and runs the
   same code (compiled or not: ``scoring.accel`` decides in the child as in the worker).
-- **One batch at a time.** The worker awaits each decision under its lock, so batches never overlap, and
-  a batch reads the states its predecessor wrote.
+- **One batch at a time.** The worker awaits each decision (and each decay round) under its lock, so they
+  never overlap, and each reads the states its predecessor wrote.
 - **Dies with the worker.** A child ignores SIGINT and SIGTERM (the worker stops it after its last batch),
   and exits within a second of the worker's process being gone (kill -9): a watch thread sees its parent
   change. (Its pipe does not tell it: with ``spawn`` each child holds both ends of the call queue.)
@@ -56,7 +59,7 @@ from scoring.policy import CompiledPolicy, load_policies
 from scoring.state import MAX_RETENTION_DAYS
 from scoring.timers import continuous_thresholds
 from streams.batch import BatchProcessor, DeadLetter, InRecord, Outbox
-from streams.encoded import EncodedChange, encode_changes
+from streams.encoded import Encoded, encode_outputs
 from streams.topics import Topics
 from tierstream.settings import Settings
 
@@ -67,7 +70,8 @@ __all__ = ["DecisionPool", "States", "build_processor", "fingerprint", "lateness
 RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
 States = dict[tuple[str, int], bytes | None]
 DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
-Decided = tuple[Outbox, list[DeadTuple], list[EncodedChange]]  # what a child returns for its part
+Decided = tuple[Outbox, list[DeadTuple], Encoded]  # what a child returns for its part
+Due = tuple[str, int, datetime]  # a customer due for re-scoring: (customer, partition, due time)
 Fingerprint = tuple[tuple[str, int, int | None], ...]  # (policy id, version, shadow version) per live policy
 
 _ORPHAN_CHECK_SECONDS = 1.0
@@ -133,14 +137,22 @@ def _start_child(settings: Settings, parent: int, started: Any) -> None:
 
 def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) -> Decided:
     """``BatchProcessor.process`` on the child's processor, with the states read by the worker; the
-    outbox's dead letters apart, as tuples (:func:`_unpack`), and its tier changes encoded here, on this
-    core (streams.encoded: the worker's process only sends them)."""
+    outbox's dead letters apart, as tuples (:func:`_unpack`), and its tier changes and read-model records
+    encoded here, on this core (streams.encoded: the worker's process only sends them)."""
     assert _processor is not None, "the decision process was not initialized"
     out = _processor.process([InRecord(*r) for r in records], loader(states), now)
     dead = [(_pack(d.record), d.reason, d.detail) for d in out.dead_letters]
-    changes = encode_changes(out.tier_changes)
-    out.dead_letters, out.tier_changes = [], []
-    return out, dead, changes
+    encoded = encode_outputs(out)
+    out.dead_letters = []
+    return out, dead, encoded
+
+
+def _decay_in_child(due: list[Due], states: States, now: datetime) -> Decided:
+    """``BatchProcessor.decay`` on the child's processor, with the states read by the worker; its tier changes
+    and read-model records encoded here (a decay run has no dead letters)."""
+    assert _processor is not None, "the decision process was not initialized"
+    out = _processor.decay(due, loader(states), now)
+    return out, [], encode_outputs(out)
 
 
 def _pack(r: InRecord) -> RecordTuple:
@@ -320,10 +332,10 @@ class DecisionPool:
         return [pid for pid, _, _ in ready]
 
     async def decide(self, records: Sequence[InRecord], states: States, now: datetime
-                     ) -> tuple[Outbox, list[EncodedChange]]:
-        """The outbox of ``records`` decided with ``states`` at ``now``, and its tier changes encoded (the
-        outbox's own list is empty); raises ``BrokenProcessPool`` if a child died, ``CancelledError`` once
-        stopped."""
+                     ) -> tuple[Outbox, Encoded]:
+        """The outbox of ``records`` decided with ``states`` at ``now``, and its tier changes and read-model
+        records encoded (:func:`streams.encoded.encode_outputs`: the outbox's own lists are empty); raises
+        ``BrokenProcessPool`` if a child died, ``CancelledError`` once stopped."""
         if self._stopped:
             raise asyncio.CancelledError("the decision processes are stopped")
         await self.start()
@@ -338,8 +350,32 @@ class DecisionPool:
                  if group]
         decided = await asyncio.gather(*(
             loop.run_in_executor(pool, _decide_in_child, group, part_states, now) for group, _, part_states in parts))
-        changes = [change for d in decided for change in d[2]]  # each customer's in its part's order
-        return merge([_unpack(d) for d in decided], [(group, at) for group, at, _ in parts]), changes
+        encoded = Encoded.joined(d[2] for d in decided)  # each customer's in its part's order
+        return merge([_unpack(d) for d in decided], [(group, at) for group, at, _ in parts]), encoded
+
+    async def decay(self, due: Sequence[Due], states: States, now: datetime) -> tuple[Outbox, Encoded]:
+        """:meth:`streams.batch.BatchProcessor.decay` of ``due`` with ``states`` (every due customer's,
+        read ahead) at ``now``, split between the children by customer as :meth:`decide` splits records;
+        the outbox's tier changes and read-model records come encoded. Raises as :meth:`decide` does.
+
+        Why here: with a backlog the decay clock (event time) runs fast, and re-scoring customers due was a
+        quarter of the worker's own process with eleven presets (py-spy, session 13)."""
+        if self._stopped:
+            raise asyncio.CancelledError("the decision processes are stopped")
+        await self.start()
+        pool = self._pool
+        if pool is None:
+            raise asyncio.CancelledError("the decision processes are stopped")
+        loop = asyncio.get_running_loop()
+        n = max(1, min(self.processes, len(due) // self.min_records))
+        parts: list[list[Due]] = [[] for _ in range(n)]
+        for entry in due:
+            parts[_group(entry[0].encode(), n)].append(entry)
+        mine = _split_states(states, n)
+        decided = await asyncio.gather(*(
+            loop.run_in_executor(pool, _decay_in_child, part, part_states, now)
+            for part, part_states in zip(parts, mine, strict=True) if part))
+        return merge([d[0] for d in decided]), Encoded.joined(d[2] for d in decided)
 
     def stop(self) -> None:
         """End the children after the batch in flight, if any (whose outbox is then not awaited any more)."""

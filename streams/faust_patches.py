@@ -188,3 +188,60 @@ def deliver_without_tasks() -> None:
 
     cls._drain_messages = drain  # type: ignore[method-assign]
     cls._tierstream_fast_drain = True  # type: ignore[attr-defined]
+
+
+def track_end_offsets_per_fetch() -> None:
+    """Record each partition's end offset once per fetch, not once per record.
+
+    Faust's ``Consumer.getmany`` reads the partition's high watermark and sets the Prometheus sensor's
+    end-offset gauge (a ``labels()`` lookup and a locked ``set``) for every record it yields. Both are the
+    same for every record of one partition in one fetch: the high watermark comes with the fetch response.
+    Measured with bench/bench_throughput.py --profile (one policy, 4,800 customers, session 13): 7.8 % of
+    the worker's own process, for a gauge that a scrape reads every 15 s.
+
+    The loop is faust 0.15.3's, with the tracking moved before it; records are yielded in the same
+    (round-robin) order, under the same flow and generation checks.
+    """
+    from faust.transport import consumer as faust_consumer
+
+    cls = faust_consumer.Consumer
+    if getattr(cls, "_tierstream_end_offsets_per_fetch", False):
+        return
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+            return
+        buffered = self._buffered_partitions
+
+        def wanted(tp: Any) -> bool:
+            return active_partitions is None or tp in active_partitions or tp in buffered
+
+        track = self.app.monitor.track_tp_end_offset
+        highwater = self.highwater
+        for tp in records:
+            if wanted(tp):
+                track(tp, highwater(tp))
+        to_message = self._to_message
+        app = self.app
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active:
+                break
+            if app.consumer_generation_id != generation_id:
+                self.log.dev("Generation id changed from %r to %r. Cancelling getmany.",
+                             generation_id, app.consumer_generation_id)
+                break
+            if wanted(tp):
+                yield tp, to_message(tp, record)
+
+    cls._tierstream_original_getmany = cls.getmany  # type: ignore[attr-defined]  # for the equivalence test
+    cls.getmany = getmany  # type: ignore[method-assign,assignment]
+    cls._tierstream_end_offsets_per_fetch = True  # type: ignore[attr-defined]

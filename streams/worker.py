@@ -40,7 +40,7 @@ from streams.batch import BatchProcessor, InRecord, Outbox
 from streams.bulk import BulkProducer, Submitted
 from streams.decision_process import DecisionPool, States, loader
 from streams.due import DueIndex
-from streams.encoded import EncodedChange, encode_changes
+from streams.encoded import Encoded, EncodedChange, encode_outputs
 from streams.gauges import PartitionGauges
 from streams.offsets import OffsetGuard
 from streams.stalls import Probe, StallWatch
@@ -354,12 +354,11 @@ class Worker:
         records = [to_record(m) for m in messages]
         if self.decisions is not None:
             # The same outbox, decided on other cores while this loop runs the previous batch's tail; its
-            # tier changes come encoded (streams.encoded).
-            out, changes = await self.decisions.decide(records, read_states(records, self.loader(sizes)), now)
+            # tier changes and read-model records come encoded (streams.encoded).
+            out, encoded = await self.decisions.decide(records, read_states(records, self.loader(sizes)), now)
         else:
             out = await self._decide(records, self.preload(records, sizes), now)
-            changes = encode_changes(out.tier_changes)
-            out.tier_changes = []
+            encoded = encode_outputs(out)
         if not self.current(epoch):
             # Nothing was written: its records come again from the commit, to this worker or another.
             self.offsets.forget(epoch)
@@ -376,7 +375,7 @@ class Worker:
         # The tail needs none of the encoded states (the changelog builders hold their copies): not kept
         # alive beside the next batch's (about 2 kB per customer, up to 20,000 customers a batch).
         out.state_writes = {}
-        return Tail(self, messages, out, changes, bulk, changelog, now, started, epoch)
+        return Tail(self, messages, out, encoded, bulk, changelog, now, started, epoch)
 
     def follow(self, tail: Tail, finished: Callable[[Sequence[Message]], None]) -> asyncio.Future[bool] | None:
         """Carry out ``tail`` in the background once the tail in flight (if any) has ended, then call
@@ -445,10 +444,11 @@ class Worker:
         """:func:`read_ahead` from the store (records each state's size in ``sizes``)."""
         return read_ahead(records, self.loader(sizes))
 
-    def _emit(self, out: Outbox, changes: Sequence[EncodedChange], bulk: BulkProducer | None) -> int:
-        """Hand tier changes (``changes``: ``out``'s, encoded), lifecycle notices and audit records to the
-        producer (tier changes and snapshot records to ``bulk`` when given); returns how many."""
+    def _emit(self, out: Outbox, encoded: Encoded, bulk: BulkProducer | None) -> int:
+        """Hand tier changes and snapshot records (``encoded``: ``out``'s), lifecycle notices and audit records
+        to the producer (tier changes and snapshot records to ``bulk`` when given); returns how many."""
         tier_changes = self.tier_changes.get_topic_name()
+        changes = encoded.changes
         moves: dict[tuple[str, str, str, str], int] = {}  # counted first: one labels() lookup per series
         for change in changes:
             if bulk is not None:
@@ -474,17 +474,13 @@ class Worker:
             metrics.SHADOW_EVALUATIONS.labels(*labels).inc(n)
         for labels, n in out.shadow.items():
             metrics.SHADOW_DIFFERENCES.labels(*labels).inc(n)
-        changed = {(c.customer_id, c.policy) for c in changes}
+        # the snapshot follows tier changes and overrides, not every score refresh (streams.encoded)
         snapshot = self.snapshot.get_topic_name()
-        for record in out.read_model:
-            # the snapshot follows tier changes (and overrides), not every score refresh
-            if (record.customer_id, record.policy) in changed or record.override is not None:
-                key = orjson.dumps([record.customer_id, record.policy])
-                value = orjson.dumps(record.model_dump(mode="json"))
-                if bulk is not None:
-                    bulk.add_keyed(snapshot, key, value)
-                else:
-                    self.snapshot.send_soon(key=key, value=value)
+        for key, value in encoded.snapshots:
+            if bulk is not None:
+                bulk.add_keyed(snapshot, key, value)
+            else:
+                self.snapshot.send_soon(key=key, value=value)
         return len(changes) + len(out.notices) + len(out.audit)
 
     @staticmethod
@@ -546,38 +542,54 @@ class Worker:
 
         now = datetime.now(UTC)
         total = Outbox()
+        encoded: list[Encoded] = []
         for _ in range(rounds):
             due = [(c, p, at) for p, mark in list(self.watermarks.items())
                    for c, at in self.due.pop_due(p, mark, limit)]
             if not due:
                 break
-            out = self.processor.decay(due, load, now)
+            if self.decisions is not None and len(due) >= self.decisions.min_records:
+                # Decided on the children's cores, as batches are: with a backlog the decay clock runs fast
+                # and this was a quarter of this process with eleven presets (docs/performance.md, session
+                # 13). The states are read now, before the await (a rebalance closes revoked partitions'
+                # stores); a customer due again in a later round reads the state this round decided.
+                states = {(c, p): load(c, p) for c, p, _ in due}
+                out, round_encoded = await self.decisions.decay(due, states, now)
+                if not self.current(epoch):
+                    return  # a rebalance began meanwhile: the partitions' owners find these customers due again
+            else:
+                out = self.processor.decay(due, load, now)
+                round_encoded = encode_outputs(out)
+            encoded.append(round_encoded)
             decided.update(out.state_writes)
             self.schedule(out)
             total.merge(out)
         if decided:
             total.state_writes = decided
-            await self.carry_out(total, sizes, epoch)
+            await self.carry_out(total, sizes, epoch, encoded=Encoded.joined(encoded))
 
     async def carry_out(
-        self, out: Outbox, sizes: Mapping[str, int], epoch: int, then: Callable[[], None] | None = None
+        self, out: Outbox, sizes: Mapping[str, int], epoch: int, then: Callable[[], None] | None = None,
+        encoded: Encoded | None = None,
     ) -> bool:
         """Carry out decisions taken from stored state (decay, policy rollout), output first: emit and write
         the read model (waiting for both), then, if generation ``epoch`` is still current, write the states
         (and call ``then``, in the same synchronous step) and gauges. Returns whether the states were
-        written.
+        written. ``encoded``: ``out``'s tier changes and read-model records, encoded already
+        (streams.encoded.encode_outputs); else they are encoded here.
 
         Output first is what makes these re-runnable: the decision is a pure function of the stored state,
         so if we crash (or lose the partition) before the state write, the partition's owner decides again
         and emits the identical changes (same sequence, same change_id)."""
         await self.settle()  # the in-flight batch's outputs first: these may be of the same customers
         bulk = await self.bulk()
-        changes = encode_changes(out.tier_changes)
-        emitted = self._emit(out, changes, bulk)
+        encoded = encode_outputs(out) if encoded is None else encoded
+        emitted = self._emit(out, encoded, bulk)
         # The read model is an output here too, written before the state: written after it, a kill in
         # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
         # decides again); written before, the re-run decides the same version and Redis refuses it.
-        outputs = [self.writer.write(out.read_model), self.writer.write_ledger([c.ledger for c in changes])]
+        outputs = [self.writer.write_records(encoded.records),
+                   self.writer.write_ledger([c.ledger for c in encoded.changes])]
         if emitted:
             outputs.append(self._send(bulk))
         await asyncio.gather(*outputs)
@@ -694,18 +706,19 @@ class Tail:
     """What is left of a batch once its states are written (:meth:`Worker.follow` runs it): wait for its
     changelog records, then send its dead letters, re-routed records and outputs, write Redis, and count."""
 
-    __slots__ = ("bulk", "changelog", "changes", "epoch", "messages", "now", "out", "started", "worker")
+    __slots__ = ("bulk", "changelog", "encoded", "epoch", "messages", "now", "out", "started", "worker")
 
-    def __init__(self, worker: Worker, messages: Sequence[Message], out: Outbox, changes: Sequence[EncodedChange],
+    def __init__(self, worker: Worker, messages: Sequence[Message], out: Outbox, encoded: Encoded,
                  bulk: BulkProducer | None, changelog: Submitted | None, now: datetime, started: float,
                  epoch: int) -> None:
-        """``changes``: the batch's tier changes, encoded (``out.tier_changes`` is not read); ``bulk``: the
+        """``encoded``: the batch's tier changes and read-model records (``out.tier_changes`` and
+        ``out.read_model`` are not read: streams.encoded.encode_outputs); ``bulk``: the
         batch's own collector (its changelog records submitted as ``changelog``), or None on Faust's
         per-record path; ``now``: the batch's wall clock; ``started``: its perf_counter start."""
         self.worker = worker
         self.messages = messages
         self.out = out
-        self.changes = changes
+        self.encoded = encoded
         self.bulk = bulk
         self.changelog = changelog
         self.now = now
@@ -738,15 +751,15 @@ class Tail:
             worker.repartition.send_soon(key=key, value=value)
         for key, value in out.readmin:
             worker.admin.send_soon(key=key, value=value)
-        worker._emit(out, self.changes, bulk)
+        worker._emit(out, self.encoded, bulk)
         # Tier changes to the broker while Redis is written: both round trips at once. The batch is acked
         # after this returns, so its outputs must be acknowledged first.
         sent = await bulk.submit() if bulk is not None else None
         # both read-model pipelines in one round trip (version-guarded and idempotent: order is free)
-        await asyncio.gather(worker.writer.write(out.read_model),
-                             worker.writer.write_ledger([c.ledger for c in self.changes]))
+        await asyncio.gather(worker.writer.write_records(self.encoded.records),
+                             worker.writer.write_ledger([c.ledger for c in self.encoded.changes]))
         if sent is not None:
             await sent.wait()
         worker.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in self.messages})
-        worker._observe(out, self.changes, self.messages, now, self.started)
+        worker._observe(out, self.encoded.changes, self.messages, now, self.started)
         return self.messages

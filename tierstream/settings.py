@@ -80,9 +80,10 @@ class Settings(BaseSettings):
         None, ge=1, description="Events older than this are too late; default: longest policy window."
     )
     decision_processes: int = Field(
-        2, ge=0, le=64, description="Child processes deciding each batch, its customers split between them, while "
-        "the worker's own process carries out the previous batch (outputs, Redis, acks) and fetches the next "
-        "(streams.decision_process). 0: decide in the worker's process (one core in all)."
+        2, ge=0, le=64, description="Child processes deciding each batch, and re-scoring customers due (decay), "
+        "customers split between them, while the worker's own process carries out the previous batch (outputs, "
+        "Redis, acks) and fetches the next (streams.decision_process). 0: decide in the worker's process (one "
+        "core in all)."
     )
     batch_max: int = Field(
         40000, ge=1, description="Records processed per batch at most (a customer's events in one batch are "

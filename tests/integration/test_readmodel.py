@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from schemas.readmodel import TierRecord
 from streams.metrics import REDIS_PENDING, REDIS_WRITE_FAILURES
 from tierstream.readmodel import ReadModelReader, ReadModelWriter
+from tierstream.readmodel.writer import RecordWrite
 
 pytestmark = pytest.mark.integration
 
@@ -265,13 +266,14 @@ def test_one_call_per_customer_applies_each_record_in_order(prefix: str) -> None
     async def main() -> None:
         writer = ReadModelWriter(SHARED_URL, prefix)
         await writer.start()
-        stored_n, retry = await writer._send_counted([
+        stored_n, retry = await writer._send_counted([RecordWrite.of(r) for r in (
             rec("c1", 1, "silver", "five_tier"), rec("c1", 2, "gold", "five_tier"),  # two steps, one call
             rec("c1", 1, "B", "sabcd"), rec("c2", 1, "gold", "five_tier"),
             rec("c1", 2, "gold", "five_tier"),  # a replay of version 2: refused
-        ])
+        )])
         assert (stored_n, retry) == (4, [])
-        stored_n, _ = await writer._send_counted([rec("c1", 1, "bronze", "five_tier"), rec("c1", 3, "A", "sabcd")])
+        stored_n, _ = await writer._send_counted([RecordWrite.of(rec("c1", 1, "bronze", "five_tier")),
+                                                  RecordWrite.of(rec("c1", 3, "A", "sabcd"))])
         assert stored_n == 1  # version 1 of five_tier is older than the stored 2
         reader = ReadModelReader(SHARED_URL, prefix)
         got = {r.policy: (r.tier, r.version) for r in await reader.get("c1")}
@@ -299,7 +301,7 @@ def test_customers_share_script_calls_and_a_bad_key_loses_only_its_customer(pref
         await writer.start()
         failures = REDIS_WRITE_FAILURES._value.get()
         records = [rec(f"c{i}", 1, "gold" if i % 2 else "silver") for i in range(n)]
-        stored_n, retry = await writer._send_counted(records)
+        stored_n, retry = await writer._send_counted([RecordWrite.of(r) for r in records])
         assert retry == []
         assert REDIS_WRITE_FAILURES._value.get() == failures + 1
         good = [f"c{i}" for i in range(n) if f"c{i}" != bad]

@@ -28,11 +28,12 @@ from scoring import accel
 from scoring.state import CustomerState
 from streams.batch import InRecord, Outbox, encode_change
 from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split
-from streams.encoded import EncodedChange, encode_changes
+from streams.encoded import Encoded, encode_changes, encode_outputs
 from streams.partitioning import partition_for
 from streams.topics import Topics
 from streams.worker import read_states
-from tierstream.readmodel.writer import LedgerWrite
+from tierstream.readmodel import codec
+from tierstream.readmodel.writer import LedgerWrite, RecordWrite
 from tierstream.settings import Settings
 from tierstream.synth import generate_events
 
@@ -66,14 +67,18 @@ def states_for(batch: list[InRecord], store: dict[str, bytes]) -> dict[tuple[str
     return read_states(batch, lambda customer_id, _: store.get(customer_id))
 
 
-def by_customer(out: Outbox, changes: list[EncodedChange] | None = None) -> dict[str, Any]:
+def by_customer(out: Outbox, encoded: Encoded | None = None) -> dict[str, Any]:
     """What must be equal between a whole and a merged outbox: everything, per customer, in its order.
-    ``changes``: the tier changes encoded (as the pool returns them), else ``out``'s encoded here."""
+    ``encoded``: its tier changes and read-model records encoded (as the pool returns them), else ``out``'s
+    encoded here (which empties its lists)."""
+    encoded = encoded if encoded is not None else encode_outputs(out)
     view: dict[str, Any] = defaultdict(lambda: defaultdict(list))
-    for change in changes if changes is not None else encode_changes(out.tier_changes):
+    for change in encoded.changes:
         view[change.customer_id]["changes"].append(change)
-    for record in out.read_model:
-        view[record.customer_id]["read_model"].append(record.model_dump())
+    for record in encoded.records:
+        view[record.customer_id]["read_model"].append(record)
+    for key, value in encoded.snapshots:
+        view[orjson.loads(key)[0]]["snapshots"].append((key, value))
     for notice in out.notices:
         view[notice.customer_id]["notices"].append(notice.model_dump())  # type: ignore[attr-defined]
     return {
@@ -194,15 +199,46 @@ def test_the_pool_decides_as_the_worker_would(pool):
     states = states_for(batch, {})
     expected = build_processor(SETTINGS).process(batch, loader(states), NOW)
 
-    async def run() -> tuple[list[int], tuple[Outbox, list[EncodedChange]]]:
+    async def run() -> tuple[list[int], tuple[Outbox, Encoded]]:
         decisions = pool(2)
         pids = await decisions.start()
         return pids, await decisions.decide(batch, states, NOW)
 
-    pids, (out, changes) = asyncio.run(run())
+    pids, (out, encoded) = asyncio.run(run())
     assert len(set(pids)) == 2 and os.getpid() not in pids
-    assert changes and not out.tier_changes  # encoded in the children; the outbox's list is left empty
-    assert by_customer(out, changes) == by_customer(expected)
+    # encoded in the children; the outbox's lists are left empty
+    assert encoded.changes and encoded.records and encoded.snapshots
+    assert not out.tier_changes and not out.read_model
+    assert by_customer(out, encoded) == by_customer(expected)
+
+
+def test_the_pool_decays_as_the_worker_would(pool):
+    """Customers due for re-scoring, decided by two real children round after round (each round at the due
+    times the one before scheduled, reading the states it wrote): the same outbox every round (tier changes,
+    read-model records, snapshots, state writes, next due times) as the worker's own ``decay``."""
+    processor = build_processor(SETTINGS)
+    batch = records()
+    decided = processor.process(batch, loader(states_for(batch, {})), NOW)
+    store = {(c, w[0]): w[1] for c, w in decided.state_writes.items()}
+    due = [(c, partition, at) for c, (partition, at) in decided.due.items()]
+    assert len(due) > 2 * 8, "enough customers for both children"
+
+    async def run() -> tuple[int, int]:
+        decisions = pool(2, min_records=8)
+        changes = writes = 0
+        for _ in range(8):
+            states = {(c, p): store.get((c, p)) for c, p, _ in due}
+            expected = processor.decay(due, loader(states), NOW)
+            out, encoded = await decisions.decay(due, states, NOW)
+            assert not out.tier_changes and not out.read_model  # encoded in the children
+            assert by_customer(out, encoded) == by_customer(expected)
+            changes, writes = changes + len(encoded.changes), writes + len(out.state_writes)
+            store.update({(c, w[0]): w[1] for c, w in out.state_writes.items()})
+            due[:] = [(c, partition, at) for c, (partition, at) in out.due.items()]
+        return changes, writes
+
+    changes, writes = asyncio.run(run())
+    assert changes and writes, "the rounds change tiers and states (else the comparison proves little)"
 
 
 def test_a_small_batch_goes_to_one_child(pool):
@@ -316,6 +352,27 @@ def test_an_encoded_change_is_the_wire_record_and_the_ledger_write():
         assert encoded.ledger.score == change.effective_at.timestamp()
         assert (encoded.customer_id, encoded.policy, encoded.from_tier, encoded.to_tier, encoded.cause) == (
             change.customer_id, change.policy, change.from_tier, change.to_tier, change.cause)
+
+
+def test_encoded_records_are_the_writers_and_the_snapshot_topics():
+    """streams.encoded's invariant for read-model records: each is ``RecordWrite.of`` its record, and the
+    snapshot records are those of the records whose (customer, policy) changed tier or carry an override,
+    as the worker built them before (key ``[customer, policy]``, value the record's JSON)."""
+    processor = build_processor(SETTINGS)
+    batch = records()
+    first, second = batch[: len(batch) // 2], batch[len(batch) // 2:]  # the second batch reads stored states
+    store = {c: w[1] for c, w in processor.process(first, loader(states_for(first, {})), NOW).state_writes.items()}
+    out = processor.process(second, loader(states_for(second, store)), NOW)
+    read_model, changed = list(out.read_model), {(c.customer_id, c.policy) for c in out.tier_changes}
+    assert read_model and changed and len(changed) < len(read_model), "some records refresh scores only"
+    encoded = encode_outputs(out)
+    assert not out.tier_changes and not out.read_model  # carried by ``encoded`` from now on
+    assert encoded.records == [RecordWrite.of(r) for r in read_model]
+    assert encoded.records[0].value == codec.encode(read_model[0])
+    expected = [(orjson.dumps([r.customer_id, r.policy]), orjson.dumps(r.model_dump(mode="json")))
+                for r in read_model if (r.customer_id, r.policy) in changed or r.override is not None]
+    assert encoded.snapshots == expected
+    assert len(expected) < len(read_model)
 
 
 def test_encoded_bytes_hold_no_more_memory_than_their_length():
