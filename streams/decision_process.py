@@ -12,8 +12,9 @@ core (docs/performance.md, session 12). Customers due for re-scoring (decay, rev
 the same way (:meth:`DecisionPool.decay`, session 13); policy re-scoring after a rollout stays in the
 worker's process.
 
-What crosses the pipe, pickled: each part's records as plain tuples, the states the worker read ahead
-for its customers (``{(customer, partition): bytes | None}``) and the time; back comes the part's
+What crosses the pipe, pickled: each part's records as plain tuples (or, for decay, its due customers as
+``(customer, partition, due time)``), the states the worker read ahead for its customers
+(``{(customer, partition): bytes | None}``) and the time; back comes the part's
 :class:`~streams.batch.Outbox`, its dead letters as tuples, and its tier changes and read-model
 records encoded (streams.encoded). The worker merges the parts' outboxes and does everything else exactly as with an
 in-process decision, under the same lock and in the same order.
@@ -323,7 +324,7 @@ class DecisionPool:
             raise
         for pid, found, compiled in ready:
             # The children read the policy files again: one changed in between must not decide events with
-            # a version the worker's own decay, re-scoring and rollout guard do not know.
+            # a version the worker's own re-scoring and rollout guard do not know.
             if self.expect is not None and found != self.expect:
                 self.stop()
                 raise RuntimeError(f"decision process {pid} loaded other policies than the worker: {found} "

@@ -73,7 +73,8 @@ class Encoded(NamedTuple):
 
     @classmethod
     def joined(cls, parts: Iterable[Encoded]) -> Encoded:
-        """Parts decided apart (one per decision process: disjoint customers), as one; each part's order kept."""
+        """Parts decided apart, as one, in the order given, each part's order kept: one per decision process
+        (disjoint customers), or one per decay round (a customer due again in a later round comes after)."""
         out = cls([], [], [])
         for part in parts:
             out.changes.extend(part.changes)
@@ -85,7 +86,10 @@ class Encoded(NamedTuple):
 def encode_outputs(out: Outbox) -> Encoded:
     """``out``'s tier changes and read-model records encoded (``out.tier_changes`` and ``out.read_model``
     emptied). A record goes to the snapshot topic when its (customer, policy) changed tier in ``out`` or it
-    carries an override: the snapshot follows tier changes and overrides, not every score refresh."""
+    carries an override: the snapshot follows tier changes and overrides, not every score refresh. The rule
+    is per decision (a batch, one decay round): a decay run's later round that only refreshes the score of a
+    customer whose tier changed in an earlier round sends no snapshot record, as a later batch would not.
+    (Until session 13 a decay run applied it over all its rounds together.)"""
     changes = encode_changes(out.tier_changes)
     changed = {(c.customer_id, c.policy) for c in changes}
     records = []

@@ -200,7 +200,11 @@ def track_end_offsets_per_fetch() -> None:
     the worker's own process, for a gauge that a scrape reads every 15 s.
 
     The loop is faust 0.15.3's, with the tracking moved before it; records are yielded in the same
-    (round-robin) order, under the same flow and generation checks.
+    (round-robin) order, under the same flow and generation checks. The gauge can differ in two ways, both
+    harmless for a lag gauge that nothing else reads (the worker's own lag gauges ask the consumer): it
+    can be one fetch older (Faust reads the high watermark again at each record, and the consumer thread
+    may have fetched meanwhile), and a partition is tracked even when a rebalance stops the delivery
+    before its records.
     """
     from faust.transport import consumer as faust_consumer
 

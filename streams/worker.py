@@ -152,8 +152,9 @@ class Worker:
     ) -> None:
         """``bulk``: produce changelog records and tier changes as one record batch per partition
         (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
-        one-record-per-batch work-around). ``decisions``: decide batches in those child processes
-        (:mod:`streams.decision_process`) rather than in this one's event loop."""
+        one-record-per-batch work-around). ``decisions``: decide batches, and customers due for
+        re-scoring, in those child processes (:mod:`streams.decision_process`) rather than in this one's event
+        loop."""
         self.app = app
         self.table = app.state_table  # type: ignore[attr-defined]
         self.processor = processor

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     BusyLoadingError,
+    DataError,
     MasterDownError,
     NoScriptError,
     OutOfMemoryError,
@@ -65,9 +66,9 @@ _TRANSIENT = (RedisError, OSError, TimeoutError)
 #: Per-command replies that mean "Redis cannot take writes right now" (failover, loading, memory): retried.
 _RETRYABLE_REPLIES = (NoScriptError, ReadOnlyError, BusyLoadingError, MasterDownError, OutOfMemoryError, TryAgainError)
 
-#: Customers per call of the upsert script: fewer calls cost less client CPU (redis-py packs and parses each
-#: command: ~20 µs per call, bench/bench_redis_write.py), but a script blocks Redis while it runs, so a call
-#: is bounded to keep other clients' (the API's) latency low.
+#: Customers per call of the upsert script: fewer calls cost less client CPU (each command is packed and its
+#: reply parsed: ~20 µs per call with redis-py's pipeline, bench/bench_redis_write.py), but a script blocks
+#: Redis while it runs, so a call is bounded to keep other clients' (the API's) latency low.
 UPSERT_CUSTOMERS_PER_CALL = 100
 
 RecordSource = AsyncIterable[TierRecord] | Iterable[TierRecord]
@@ -109,9 +110,10 @@ class RecordWrite(NamedTuple):
         return cls(record.customer_id, record.policy, record.version, record.tier, codec.encode(record))
 
 
-def pack_command(*args: str | bytes | int | float) -> bytes:
-    """One Redis command in the protocol (RESP) as redis-py's encoder sends it: ``str`` as UTF-8, ``bytes``
-    as they are, ``int`` and ``float`` as their ``repr`` (a ``bool`` is refused, as redis-py refuses it)."""
+def pack_command(*args: str | bytes | bytearray | memoryview | int | float) -> bytes:
+    """One Redis command in the protocol (RESP) as redis-py's encoder sends it with the writer's client
+    (UTF-8): ``str`` as UTF-8, bytes-like as they are, ``int`` and ``float`` as their ``repr``. Anything else
+    (a ``bool`` included) raises redis-py's ``DataError``, as its encoder does."""
     parts = [b"*%d\r\n" % len(args)]
     append = parts.append
     for arg in args:
@@ -119,10 +121,12 @@ def pack_command(*args: str | bytes | int | float) -> bytes:
             data = arg
         elif isinstance(arg, str):
             data = arg.encode()
+        elif isinstance(arg, (bytearray, memoryview)):
+            data = bytes(arg)
         elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
             data = repr(arg).encode()
         else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
+            raise DataError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
         append(b"$%d\r\n" % len(data))
         append(data)
         append(b"\r\n")
@@ -472,7 +476,10 @@ class ReadModelWriter:
                     replies.append(exc)
             return replies
         except BaseException:
-            await conn.disconnect()
+            # redis-py disconnects on a failed read or write already; this covers anything else (a cancel
+            # between the two), without waiting, and never replaces the exception being raised
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
             raise
         finally:
             await pool.release(conn)
