@@ -536,3 +536,33 @@ def test_resync_raises_when_redis_is_down(private_redis: RedisProcess) -> None:
         await writer.stop(flush_timeout_seconds=0.2)
 
     asyncio.run(main())
+
+
+def test_the_writers_pipeline_keeps_replies_in_order_and_its_connection_in_step(prefix: str) -> None:
+    """ReadModelWriter._pipeline (session 13: commands packed by the writer, not redis-py's pipeline): one
+    write, one reply per command in order, an error reply standing as its exception (NOSCRIPT as
+    NoScriptError, which the writer reloads on), and the pooled connection still in step afterwards."""
+    from redis.exceptions import NoScriptError, ResponseError
+
+    from tierstream.readmodel.writer import pack_command
+
+    async def main() -> None:
+        writer = ReadModelWriter(SHARED_URL, prefix)
+        try:
+            replies = await writer._pipeline([
+                pack_command("SET", f"{prefix}a", "1"),
+                pack_command("LPUSH", f"{prefix}list", "x"),
+                pack_command("INCR", f"{prefix}list"),  # WRONGTYPE
+                pack_command("EVALSHA", "0" * 40, 0),  # no such script
+                pack_command("GET", f"{prefix}a"),
+            ])
+            assert replies[:2] == [b"OK", 1]  # raw replies: EVALSHA, the one command the writer sends, has no callback
+            assert isinstance(replies[2], ResponseError) and "WRONGTYPE" in str(replies[2])
+            assert isinstance(replies[3], NoScriptError)
+            assert replies[4] == b"1"
+            assert await writer._pipeline([]) == []
+            assert await writer._pipeline([pack_command("INCR", f"{prefix}a")]) == [2]  # in step
+        finally:
+            await writer.stop()
+
+    asyncio.run(main())
