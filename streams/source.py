@@ -26,6 +26,8 @@ from typing import Any
 
 import faust
 from faust.types import Message
+from faust.types.tuples import ConsumerMessage, ack_lock
+from mode.utils.futures import notify
 
 
 class RawSource(faust.Topic):
@@ -107,6 +109,53 @@ def _message(item: Any) -> Message:
 
 
 def ack_all(messages: Sequence[Message], consumer: Any) -> None:
-    """Mark the batch's offsets as processed (committable at the next commit)."""
-    for message in messages:
-        message.ack(consumer)
+    """Mark the batch's offsets as processed (committable at the next commit): for each message, what
+    ``message.ack(consumer)`` does (faust-streaming 0.15.3: ``Message.ack``, ``ConsumerMessage.
+    on_final_ack``, ``Consumer.ack``), under one hold of Faust's ``ack_lock`` for the whole batch.
+
+    Why not call ``message.ack`` per message: that is three Python calls, three re-entries of the lock and a
+    waiter notification per record, 8 % of the worker's own process with one policy (py-spy, session 13).
+    Same effect: the message is marked acked once its reference count reaches zero; then, if acks are on
+    for its topic and its offset is not below the committed one and not acked before, the offset joins the
+    partition's acked offsets and the consumer's count. Waiters for acks are notified once, at the end.
+    Any other kind of message (not a consumer's own) is acked as Faust acks it."""
+    committed = consumer._committed_offset
+    acked_index = consumer._acked_index
+    acked = consumer._acked
+    unacked = consumer._unacked_messages
+    enabled = consumer.app.topics.acks_enabled_for
+    topics: dict[str, bool] = {}
+    added = 0
+    final = False  # whether any message reached Consumer.ack (which notifies ack waiters)
+    with ack_lock:  # re-entrant: a message.ack below takes it again
+        try:
+            for message in messages:
+                if type(message) is not ConsumerMessage:
+                    message.ack(consumer)
+                    continue
+                if message.acked:
+                    continue
+                refcount = message.refcount = max(message.refcount - 1, 0)
+                if refcount:
+                    continue  # another holder still has it (Message.decref)
+                message.acked = True
+                final = True
+                topic = message.topic
+                on = topics.get(topic)
+                if on is None:
+                    on = topics[topic] = enabled(topic)
+                if not on:
+                    continue
+                tp, offset = message.tp, message.offset
+                floor = committed[tp]
+                if floor is None or offset >= floor:
+                    index = acked_index[tp]
+                    if offset not in index:
+                        unacked.discard(message)
+                        index.add(offset)
+                        acked[tp].append(offset)
+                        added += 1
+        finally:
+            consumer._n_acked += added
+            if final:
+                notify(consumer._waiting_for_ack)
