@@ -332,19 +332,25 @@ class DecisionPool:
             self.compiled.append(compiled)
         return [pid for pid, _, _ in ready]
 
-    async def decide(self, records: Sequence[InRecord], states: States, now: datetime
-                     ) -> tuple[Outbox, Encoded]:
-        """The outbox of ``records`` decided with ``states`` at ``now``, and its tier changes and read-model
-        records encoded (:func:`streams.encoded.encode_outputs`: the outbox's own lists are empty); raises
-        ``BrokenProcessPool`` if a child died, ``CancelledError`` once stopped."""
+    async def _parts(self, count: int) -> tuple[ProcessPoolExecutor, int]:
+        """The started pool and how many parts ``count`` records (or due customers) are split into: as many
+        children as have ``min_records`` each, at least one. Raises ``CancelledError`` once stopped (also
+        while the children started)."""
         if self._stopped:
             raise asyncio.CancelledError("the decision processes are stopped")
         await self.start()
         pool = self._pool
         if pool is None:  # stopped while the children started
             raise asyncio.CancelledError("the decision processes are stopped")
+        return pool, max(1, min(self.processes, count // self.min_records))
+
+    async def decide(self, records: Sequence[InRecord], states: States, now: datetime
+                     ) -> tuple[Outbox, Encoded]:
+        """The outbox of ``records`` decided with ``states`` at ``now``, and its tier changes and read-model
+        records encoded (:func:`streams.encoded.encode_outputs`: the outbox's own lists are empty); raises
+        ``BrokenProcessPool`` if a child died, ``CancelledError`` once stopped."""
+        pool, n = await self._parts(len(records))
         loop = asyncio.get_running_loop()
-        n = max(1, min(self.processes, len(records) // self.min_records))
         groups, positions = split(records, n)
         mine = _split_states(states, n)
         parts = [(group, at, part_states) for group, at, part_states in zip(groups, positions, mine, strict=True)
@@ -361,14 +367,8 @@ class DecisionPool:
 
         Why here: with a backlog the decay clock (event time) runs fast, and re-scoring customers due was a
         quarter of the worker's own process with eleven presets (py-spy, session 13)."""
-        if self._stopped:
-            raise asyncio.CancelledError("the decision processes are stopped")
-        await self.start()
-        pool = self._pool
-        if pool is None:
-            raise asyncio.CancelledError("the decision processes are stopped")
+        pool, n = await self._parts(len(due))
         loop = asyncio.get_running_loop()
-        n = max(1, min(self.processes, len(due) // self.min_records))
         parts: list[list[Due]] = [[] for _ in range(n)]
         for entry in due:
             parts[_group(entry[0].encode(), n)].append(entry)

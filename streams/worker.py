@@ -589,8 +589,7 @@ class Worker:
         # The read model is an output here too, written before the state: written after it, a kill in
         # between would leave Redis one decision behind for good (the customer is no longer due, so nothing
         # decides again); written before, the re-run decides the same version and Redis refuses it.
-        outputs = [self.writer.write_records(encoded.records),
-                   self.writer.write_ledger([c.ledger for c in encoded.changes])]
+        outputs = [self._write_read_model(encoded)]
         if emitted:
             outputs.append(self._send(bulk))
         await asyncio.gather(*outputs)
@@ -603,6 +602,13 @@ class Worker:
             await self._send(bulk)
         self.gauges.on_batch(out, sizes, out.moves)
         return True
+
+    async def _write_read_model(self, encoded: Encoded) -> None:
+        """Write ``encoded``'s read-model records and tier-ledger entries to Redis, both pipelines in one round
+        trip (version-guarded and idempotent: their order is free). Never raises on Redis failure (the
+        writer buffers and retries)."""
+        await asyncio.gather(self.writer.write_records(encoded.records),
+                             self.writer.write_ledger([c.ledger for c in encoded.changes]))
 
     async def bulk(self) -> BulkProducer | None:
         """A bulk collector of its own for one batch or decay run (None when records must go one per
@@ -756,9 +762,7 @@ class Tail:
         # Tier changes to the broker while Redis is written: both round trips at once. The batch is acked
         # after this returns, so its outputs must be acknowledged first.
         sent = await bulk.submit() if bulk is not None else None
-        # both read-model pipelines in one round trip (version-guarded and idempotent: order is free)
-        await asyncio.gather(worker.writer.write_records(self.encoded.records),
-                             worker.writer.write_ledger([c.ledger for c in self.encoded.changes]))
+        await worker._write_read_model(self.encoded)
         if sent is not None:
             await sent.wait()
         worker.gauges.on_offsets({(m.topic, m.partition): m.offset + 1 for m in self.messages})
