@@ -22,7 +22,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiokafka.producer.message_accumulator import BatchBuilder
+
 from streams.partitioning import partition_for
+
+#: Bytes per record batch this producer builds. Why not the producer's own ``max_batch_size`` (Faust's
+#: ``producer_max_batch_size``, 16 KiB): aiokafka sends one batch per partition per request and one
+#: request at a time per broker, so a backlog batch's ~9 MB of changelog records in 16 KiB batches took
+#: ~150 round trips before its tier changes could follow, and under load each round trip is milliseconds
+#: (session 14: ``submit`` alone grew from 0.02 to 0.39 s a batch as a latency run fell behind). 512 KiB
+#: stays under Kafka's default per-batch limit (``message.max.bytes``, 1 MiB) with room for overhead.
+BATCH_BYTES = 512 * 1024
 
 
 class BulkProducer:
@@ -59,13 +69,20 @@ class BulkProducer:
         tp = (topic, partition)
         builder = self._open.get(tp)
         if builder is None:
-            builder = self._open[tp] = self._producer.create_batch()
+            builder = self._open[tp] = self._builder()
         if builder.append(timestamp=None, key=key, value=value) is None:
             # full: close it (sent before any later one of this partition) and start the next
             self._full.append((topic, partition, builder))
-            builder = self._open[tp] = self._producer.create_batch()
+            builder = self._open[tp] = self._builder()
             if builder.append(timestamp=None, key=key, value=value) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes does not fit a producer batch of {topic}")
+
+    def _builder(self) -> BatchBuilder:
+        """An empty record batch of :data:`BATCH_BYTES`, as the producer's ``create_batch`` makes one
+        (its compression and serializers; never transactional: the worker runs at-least-once)."""
+        producer = self._producer
+        return BatchBuilder(BATCH_BYTES, producer._message_accumulator._compression_type, is_transactional=False,
+                            key_serializer=producer._key_serializer, value_serializer=producer._value_serializer)
 
     def add_keyed(self, topic: str, key: bytes, value: bytes) -> None:
         """Append a record to the partition Kafka's default partitioner gives ``key`` (the topic's partition

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -53,12 +53,16 @@ def test_bulk_records_arrive_in_order_with_exact_last_offsets(stack) -> None:
         try:
             bulk = BulkProducer(producer)
             assert await bulk.partitions(topic) == PARTITIONS
-            # 3,000 records of 200 B: more than one 64 kB batch per partition, so batches are split
+            # 3,000 records of 1 kB, ~750 kB per partition: each partition's records need two batches of
+            # BATCH_BYTES (not the producer's 64 kB: ~12 per partition), so batches are split
             for i in range(3000):
                 key = f"c{i % 500}".encode()
-                bulk.add_keyed(topic, key, f"{i:06d}".encode() + b"x" * 194)
-            first = await bulk.send()
+                bulk.add_keyed(topic, key, f"{i:06d}".encode() + b"x" * 994)
+            submitted = await bulk.submit()
             assert len(bulk) == 0
+            per_partition = Counter(p for _, p, _, _ in submitted.batches)
+            assert per_partition == dict.fromkeys(range(PARTITIONS), 2), per_partition
+            first = await submitted.wait()
             # a second round continues the partitions' offsets
             for i in range(3000, 3100):
                 bulk.add(topic, 2, b"k", f"{i:06d}".encode())
