@@ -5,8 +5,8 @@ record in a buffer that a background task drains one ``await producer.send()`` a
 ``producer.flush()`` wakes the event loop once per record. Measured with bench/bench_throughput.py (one
 policy, embedded broker with producer batching): the worker spent ~180 µs per changelog record flushing,
 more than on scoring it. :class:`BulkProducer` appends records to aiokafka ``BatchBuilder``\\s (a few µs per
-record) and submits one batch per partition with ``send_batch``; :meth:`BulkProducer.send` returns when
-the broker has acknowledged all of them.
+record) and submits them, in batches of up to :data:`BATCH_BYTES` per partition, with ``send_batch``;
+:meth:`BulkProducer.send` returns when the broker has acknowledged all of them.
 
 Only valid where producers may batch: on Kafka, and on the embedded broker with its end-offset correction
 (:mod:`streams.tansu`). With the broker notes' work-around (one record per producer batch) the worker keeps

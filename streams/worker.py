@@ -150,7 +150,7 @@ class Worker:
         self, app: faust.App, processor: BatchProcessor, topics: Topics, writer: ReadModelWriter,
         *, bulk: bool = False, decisions: DecisionPool | None = None,
     ) -> None:
-        """``bulk``: produce changelog records and tier changes as one record batch per partition
+        """``bulk``: produce changelog records and tier changes in record batches of up to 512 KiB per partition
         (:mod:`streams.bulk`); only where producers may batch (not with the embedded broker's
         one-record-per-batch work-around). ``decisions``: decide batches, and customers due for
         re-scoring, in those child processes (:mod:`streams.decision_process`) rather than in this one's event
