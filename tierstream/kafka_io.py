@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError
 
 
@@ -72,7 +73,17 @@ def latest_per_key(
 def read_topic(
     broker_url: str, topic: str, timeout: float = 5.0, min_records: int = 0, max_seconds: float = 300.0
 ) -> Iterator[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-    """Every record of ``topic`` from the beginning as (key, value, headers).
+    """Every record of ``topic`` from the beginning as (key, value, headers); stops as
+    :func:`read_records` does."""
+    for msg in read_records(broker_url, topic, timeout, min_records, max_seconds):
+        yield msg.key, msg.value, list(msg.headers or [])
+
+
+def read_records(
+    broker_url: str, topic: str, timeout: float = 5.0, min_records: int = 0, max_seconds: float = 300.0
+) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning, whole (partition, offset, timestamp, key, value,
+    headers), in offset order within each partition.
 
     Stops when no record has arrived for ``timeout`` seconds and at least ``min_records`` were read, or
     after ``max_seconds`` in all (a guard for tools, not a normal exit).
@@ -92,7 +103,7 @@ def read_topic(
             for msg in consumer:
                 seen += 1
                 last = time.monotonic()
-                yield msg.key, msg.value, list(msg.headers or [])
+                yield msg
             now = time.monotonic()
             if (seen >= min_records and now - last > timeout) or now - started > max_seconds:
                 return

@@ -9,16 +9,13 @@ does not repartition it), in load order per partition, and stamped no earlier th
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from streams.partitioning import partition_for
 from tierstream.embedded import EmbeddedStack
-from tierstream.kafka_io import bootstrap, ensure_topics
+from tierstream.kafka_io import ensure_topics, read_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from harness import Record, produce_paced
@@ -28,27 +25,8 @@ PARTITIONS = 4
 
 def _read(broker_url: str, topic: str, expected: int) -> list[tuple[int, bytes, bytes, int]]:
     """(partition, key, value, timestamp ms) of every record of ``topic``, in offset order per partition."""
-
-    async def run() -> list[tuple[int, bytes, bytes, int]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker_url), enable_auto_commit=False,
-                                    auto_offset_reset="earliest", group_id=None)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            out: list[tuple[int, bytes, bytes, int]] = []
-            for _ in range(100):
-                batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    out.extend((r.partition, r.key, r.value, r.timestamp) for r in records)
-                if len(out) >= expected:
-                    break
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
+    return [(r.partition, r.key, r.value, r.timestamp)
+            for r in read_records(broker_url, topic, timeout=0.5, min_records=expected, max_seconds=30)]
 
 
 def test_produce_paced_sends_every_record_at_the_rate_on_its_key_partition(stack: EmbeddedStack) -> None:

@@ -9,37 +9,23 @@ import uuid
 from collections import Counter, defaultdict
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from streams.bulk import BulkProducer
 from streams.partitioning import partition_for
-from tierstream.kafka_io import bootstrap, ensure_topics
+from tierstream.kafka_io import bootstrap, ensure_topics, read_records
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 
 
-async def _read_all(servers: str, topic: str, expected: int) -> dict[int, list[tuple[int, bytes, bytes]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        got: dict[int, list[tuple[int, bytes, bytes]]] = defaultdict(list)
-        n = 0
-        for _ in range(100):
-            batch = await consumer.getmany(timeout_ms=200)
-            for tp, records in batch.items():
-                for r in records:
-                    got[tp.partition].append((r.offset, r.key, r.value))
-                    n += 1
-            if n >= expected:
-                break
-        return got
-    finally:
-        await consumer.stop()
+def _read_all(broker_url: str, topic: str, expected: int) -> dict[int, list[tuple[int, bytes, bytes]]]:
+    """Per partition, (offset, key, value) of every record of ``topic``, in offset order."""
+    got: dict[int, list[tuple[int, bytes, bytes]]] = defaultdict(list)
+    for r in read_records(broker_url, topic, timeout=0.5, min_records=expected, max_seconds=30):
+        got[r.partition].append((r.offset, r.key, r.value))
+    return got
 
 
 def test_bulk_records_arrive_in_order_with_exact_last_offsets(stack) -> None:
@@ -47,7 +33,7 @@ def test_bulk_records_arrive_in_order_with_exact_last_offsets(stack) -> None:
     ensure_topics(stack.broker_url, [topic], PARTITIONS)
     servers = bootstrap(stack.broker_url)
 
-    async def run() -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int], dict]:
+    async def run() -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
         producer = AIOKafkaProducer(bootstrap_servers=servers, max_batch_size=64 * 1024)
         await producer.start()
         try:
@@ -67,11 +53,12 @@ def test_bulk_records_arrive_in_order_with_exact_last_offsets(stack) -> None:
             for i in range(3000, 3100):
                 bulk.add(topic, 2, b"k", f"{i:06d}".encode())
             second = await bulk.send()
-            return first, second, await _read_all(servers, topic, 3100)
+            return first, second
         finally:
             await producer.stop()
 
-    first, second, got = asyncio.run(run())
+    first, second = asyncio.run(run())
+    got = _read_all(stack.broker_url, topic, 3100)
     assert sum(len(v) for v in got.values()) == 3100
     for p, records in got.items():
         values = [int(v[:6]) for _, _, v in records]
