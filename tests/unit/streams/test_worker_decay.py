@@ -110,3 +110,43 @@ def test_a_round_smaller_than_a_part_is_decided_in_the_worker():
     assert pool.seen == [] and decided == [["c1"]]
     (out, encoded), = carried
     assert out.state_writes == {"c1": (0, b"s!")} and encoded == Encoded([], [], [])
+
+
+def test_due_customers_are_decided_while_the_last_batch_tail_runs_and_carried_out_after_it():
+    """Session 15: ``run_due`` no longer waits for the batch tail in flight before deciding (the decision
+    processes were idle for its length); ``carry_out`` still waits for it before anything leaves, so a
+    decay's tier change of a customer follows the batch's own. The real ``run_due`` and ``carry_out``."""
+    pool = _Pool()
+    worker, _ = _worker(pool, {"c1": b"s"}, ["c1"])
+    del worker.carry_out  # the class's own
+    order: list[str] = []
+
+    async def scenario() -> None:
+        tail_may_end = asyncio.Event()
+
+        async def tail() -> bool:
+            await tail_may_end.wait()
+            order.append("tail ended")
+            return True
+
+        worker.lock = asyncio.Lock()
+        worker._tail = asyncio.ensure_future(tail())
+        pool.on_round = lambda: (order.append("decided"), tail_may_end.set())
+
+        async def no_bulk() -> None:
+            return None
+
+        async def written(*_: Any) -> None:
+            order.append("read model")
+
+        worker.bulk = no_bulk  # type: ignore[method-assign]
+        worker._emit = lambda out, encoded, bulk: order.append("emitted") or 0  # type: ignore[method-assign]
+        worker._write_read_model = written  # type: ignore[method-assign]
+        worker._write_states = lambda writes, bulk: order.append(f"states {sorted(writes)}")  # type: ignore[method-assign]
+        worker.gauges = SimpleNamespace(on_batch=lambda *_: None)  # type: ignore[assignment]
+        # settling before deciding would wait forever here (the tail ends only once the round is decided)
+        await asyncio.wait_for(worker.run_due(), 5.0)
+
+    asyncio.run(scenario())
+    # decided before the tail ended (it ends only once the round is decided); nothing left before it ended
+    assert order == ["decided", "tail ended", "emitted", "read model", "states ['c1']"]
