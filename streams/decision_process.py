@@ -64,7 +64,8 @@ from streams.encoded import Encoded, encode_outputs
 from streams.topics import Topics
 from tierstream.settings import Settings
 
-__all__ = ["DecisionPool", "States", "build_processor", "fingerprint", "lateness_horizon", "loader", "merge", "split"]
+__all__ = ["DecisionPool", "RecordTuple", "States", "build_processor", "fingerprint", "lateness_horizon", "loader",
+           "merge", "split", "split_rows"]
 
 #: A record as it crosses the pipe: (topic, partition, offset, key, value, timestamp). A tuple, because the
 #: compiled build's frozen ``InRecord`` cannot be unpickled (:func:`_unpack`).
@@ -202,16 +203,25 @@ def fingerprint(processor: BatchProcessor) -> Fingerprint:
 
 # ---------------------------------------------------------------------- the worker's side
 def split(records: Sequence[InRecord], groups: int) -> tuple[list[list[RecordTuple]], list[list[int]]]:
-    """``records`` as tuples in ``groups`` lists (arrival order kept within each), every record of one key in
-    the same list, and each record's position in ``records``: a customer's records are decided together
-    (dedup, fold order, one decision), and a record is decided only for the customer of its key
-    (streams.batch). By CRC-32 of the key, so that the groups are even whichever partitions the worker
-    owns; records without a key go to the first."""
+    """:func:`split_rows` of ``records`` as tuples."""
+    return split_rows([_pack(r) for r in records], groups)
+
+
+def split_rows(rows: Sequence[RecordTuple], groups: int) -> tuple[list[list[RecordTuple]], list[list[int]]]:
+    """``rows`` in ``groups`` lists (arrival order kept within each), every record of one key in the same
+    list, and each record's position in ``rows``: a customer's records are decided together (dedup, fold
+    order, one decision), and a record is decided only for the customer of its key (streams.batch). By
+    CRC-32 of the key, so that the groups are even whichever partitions the worker owns; records without a
+    key go to the first."""
+    if groups == 1:
+        return [list(rows)], [list(range(len(rows)))]
     parts: list[list[RecordTuple]] = [[] for _ in range(groups)]
     positions: list[list[int]] = [[] for _ in range(groups)]
-    for i, r in enumerate(records):
-        g = _group(r.key, groups)
-        parts[g].append(_pack(r))
+    crc = zlib.crc32
+    for i, row in enumerate(rows):
+        key = row[3]
+        g = crc(key) % groups if key else 0  # _group, inline: once per record of every batch
+        parts[g].append(row)
         positions[g].append(i)
     return parts, positions
 
@@ -346,12 +356,18 @@ class DecisionPool:
 
     async def decide(self, records: Sequence[InRecord], states: States, now: datetime
                      ) -> tuple[Outbox, Encoded]:
-        """The outbox of ``records`` decided with ``states`` at ``now``, and its tier changes and read-model
-        records encoded (:func:`streams.encoded.encode_outputs`: the outbox's own lists are empty); raises
-        ``BrokenProcessPool`` if a child died, ``CancelledError`` once stopped."""
-        pool, n = await self._parts(len(records))
+        """:meth:`decide_rows` of ``records`` as tuples."""
+        return await self.decide_rows([_pack(r) for r in records], states, now)
+
+    async def decide_rows(self, rows: Sequence[RecordTuple], states: States, now: datetime
+                          ) -> tuple[Outbox, Encoded]:
+        """The outbox of the records ``rows`` decided with ``states`` at ``now``, and its tier changes and
+        read-model records encoded (:func:`streams.encoded.encode_outputs`: the outbox's own lists are empty);
+        raises ``BrokenProcessPool`` if a child died, ``CancelledError`` once stopped. The worker passes
+        its batch as tuples (streams.worker.to_row): they are what crosses the pipe."""
+        pool, n = await self._parts(len(rows))
         loop = asyncio.get_running_loop()
-        groups, positions = split(records, n)
+        groups, positions = split_rows(rows, n)
         mine = _split_states(states, n)
         parts = [(group, at, part_states) for group, at, part_states in zip(groups, positions, mine, strict=True)
                  if group]

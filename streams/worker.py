@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox
 from streams.bulk import BulkProducer, Submitted
-from streams.decision_process import DecisionPool, States, loader
+from streams.decision_process import DecisionPool, RecordTuple, States, loader
 from streams.due import DueIndex
 from streams.encoded import Encoded, EncodedChange, encode_outputs
 from streams.gauges import PartitionGauges
@@ -117,14 +117,23 @@ def _fetcher_view(consumer: object, tp: object) -> dict[str, object]:
     return view
 
 
-def read_states(records: Sequence[InRecord], load: Callable[[str, int], bytes | None]) -> States:
-    """Read now, with ``load``, the stored state of every customer ``records`` may touch:
-    ``{(customer, partition): bytes or None}``.
+def to_row(msg: Message) -> RecordTuple:
+    """:func:`to_record` as the tuple the decision processes take (streams.decision_process.RecordTuple):
+    a batch decided there needs no :class:`InRecord` (40,000 of them and their packing took ~0.07 s of this
+    process per backlog batch, with the decision processes idle: session 15)."""
+    value = msg.value
+    return (msg.topic, msg.partition, msg.offset, msg.key,
+            value if isinstance(value, bytes) else bytes(value or b""), msg.timestamp)
+
+
+def read_states(keys: Set[tuple[bytes | None, int]], load: Callable[[str, int], bytes | None]) -> States:
+    """Read now, with ``load``, the stored state of every customer that records with these (distinct)
+    ``(key, partition)`` may touch: ``{(customer, partition): bytes or None}``.
 
     A record is decided only for the customer of its key on its own partition (streams.batch routes any
     other to the repartition topic or the dead letters, unread), so the keys name every state needed."""
     states: States = {}
-    for key, partition in {(r.key, r.partition) for r in records}:
+    for key, partition in keys:
         if key is None:
             continue
         try:
@@ -140,7 +149,7 @@ def read_ahead(records: Sequence[InRecord], load: Callable[[str, int], bytes | N
     """A loader answering from the states :func:`read_states` reads now (a batch decided in steps must not
     read the store in between: streams.worker.Worker._handle). It raises ``LookupError`` for any
     (customer, partition) not read: a bug, never a silent miss."""
-    return loader(read_states(records, load))
+    return loader(read_states({(r.key, r.partition) for r in records}, load))
 
 
 class Worker:
@@ -354,12 +363,14 @@ class Worker:
         sizes: dict[str, int] = {}
         now = datetime.now(UTC)
         bulk = await self.bulk()
-        records = [to_record(m) for m in messages]
         if self.decisions is not None:
             # The same outbox, decided on other cores while this loop runs the previous batch's tail; its
             # tier changes and read-model records come encoded (streams.encoded).
-            out, encoded = await self.decisions.decide(records, read_states(records, self.loader(sizes)), now)
+            rows = [to_row(m) for m in messages]
+            states = read_states({(row[3], row[1]) for row in rows}, self.loader(sizes))
+            out, encoded = await self.decisions.decide_rows(rows, states, now)
         else:
+            records = [to_record(m) for m in messages]
             out = await self._decide(records, self.preload(records, sizes), now)
             encoded = encode_outputs(out)
         if not self.current(epoch):

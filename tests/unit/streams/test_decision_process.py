@@ -23,15 +23,16 @@ from typing import Any
 
 import orjson
 import pytest
+from faust.types import Message
 
 from scoring import accel
 from scoring.state import CustomerState
 from streams.batch import InRecord, Outbox, encode_change
-from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split
+from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split, split_rows
 from streams.encoded import Encoded, encode_changes, encode_outputs
 from streams.partitioning import partition_for
 from streams.topics import Topics
-from streams.worker import read_states
+from streams.worker import read_states, to_record, to_row
 from tierstream.readmodel import codec
 from tierstream.readmodel.writer import LedgerWrite, RecordWrite
 from tierstream.settings import Settings
@@ -64,7 +65,7 @@ def records(customers: int = 60, days: int = 30) -> list[InRecord]:
 
 def states_for(batch: list[InRecord], store: dict[str, bytes]) -> dict[tuple[str, int], bytes | None]:
     """What the worker reads ahead for ``batch`` (streams.worker.read_states) from ``store``."""
-    return read_states(batch, lambda customer_id, _: store.get(customer_id))
+    return read_states({(r.key, r.partition) for r in batch}, lambda customer_id, _: store.get(customer_id))
 
 
 def by_customer(out: Outbox, encoded: Encoded | None = None) -> dict[str, Any]:
@@ -114,6 +115,20 @@ def test_split_keeps_each_key_in_one_part_in_arrival_order():
                 seen[t[1]] = t[2]
     keyless = InRecord("t.order", 0, 1, None, b"{}", None)
     assert split([keyless], 4)[0][0] == [("t.order", 0, 1, None, b"{}", None)]
+
+
+def test_rows_are_the_records_as_tuples_and_one_part_is_the_batch_itself():
+    """Session 15: the worker hands the pool tuples made straight from its messages (streams.worker.to_row),
+    not InRecords packed again; one part is the batch as it came, with every position."""
+    message = Message("t.order", 3, 17, 1_700_000_000.5, 0, None, b"c1", b'{"a": 1}', None)
+    assert to_row(message) == split([to_record(message)], 1)[0][0][0] == ("t.order", 3, 17, b"c1", b'{"a": 1}',
+                                                                           1_700_000_000.5)
+    batch = records()
+    rows = split(batch, 1)[0][0]
+    assert rows == [(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
+    assert split_rows(rows, 1) == ([rows], [list(range(len(rows)))])
+    for groups in (2, 3):
+        assert split_rows(rows, groups) == split(batch, groups)
 
 
 def test_a_batch_decided_in_parts_and_merged_equals_it_decided_whole():
