@@ -232,7 +232,7 @@ def _group(key: bytes | None, groups: int) -> int:
 
 
 def _split_states(states: States, groups: int) -> list[States]:
-    """``states`` in the parts :func:`split` gives their customers' records: a state is read only for the
+    """``states`` in the parts :func:`split_rows` gives their customers' records: a state is read only for the
     customer its record's key names (streams.worker.read_states), so the customer id encodes back to that
     key. Per customer, not per record."""
     out: list[States] = [{} for _ in range(groups)]

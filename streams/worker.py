@@ -1,9 +1,10 @@
-"""Faust binding of the batch core: turns consumed messages into :class:`~streams.batch.InRecord` batches
-and carries out the :class:`~streams.batch.Outbox` in crash-safe order.
+"""Faust binding of the batch core: turns consumed messages into batches (of
+:class:`~streams.batch.InRecord`, or of record tuples for the decision processes: :func:`to_row`) and
+carries out the :class:`~streams.batch.Outbox` in crash-safe order.
 
 Order of effects per batch (see streams.batch for why):
-1. state table writes: the store at once, the changelog records in bulk (:mod:`streams.bulk`, one record
-   batch per partition) submitted; the decay schedule. Then the batch's :class:`Tail` runs in the
+1. state table writes: the store at once, the changelog records in bulk (:mod:`streams.bulk`, record
+   batches of up to 512 KiB per partition) submitted; the decay schedule. Then the batch's :class:`Tail` runs in the
    background while the next batch is decided (:meth:`Worker.follow`), one tail at a time, in batch order:
 2. it waits until the broker has the changelog records, so the changelog is durable before anything
    downstream can see a decision (with the embedded broker's one-record-per-batch work-around: Faust's
@@ -383,7 +384,8 @@ class Worker:
         # The changelog records leave now, while the previous batch's tail finishes; this batch's outputs
         # wait for their acknowledgement (Tail.finish).
         changelog = await bulk.submit() if bulk is not None else None
-        # The decay schedule and gauges now, under the lock: a decay run reads both (and settles first).
+        # The decay schedule and gauges now, under the lock: a decay run reads both (its outputs wait for this
+        # batch's tail: carry_out).
         self.schedule(out)
         self.gauges.on_batch(out, sizes, out.moves)
         # The tail needs none of the encoded states (the changelog builders hold their copies): not kept
@@ -402,9 +404,10 @@ class Worker:
         meanwhile (it reads the states this one wrote), so the worker's one core is not idle for those
         round trips. What stays in order: tails run one at a time in batch order (outputs of a customer
         leave in decision order; acks are in batch order, which Faust's commit needs); within a batch,
-        states before outputs (Tail.finish); decay and policy re-scoring settle first (carry_out). At most
-        one tail runs beside a batch being decided, so a kill -9 can leave the outputs of one more batch
-        unsent than before: streams.decide keeps that many more for re-emission (REEMIT_KEEP).
+        states before outputs (Tail.finish); decay and policy re-scoring settle before anything of theirs
+        leaves (carry_out). At most one tail runs beside a batch being decided, so a kill -9 can leave the
+        outputs of one more batch unsent than before: streams.decide keeps that many more for re-emission
+        (REEMIT_KEEP).
 
         A tail that fails crashes the app (at-least-once: its records were not acked, so they come again,
         and the states written meanwhile make them duplicates whose outputs are re-emitted); the tails
@@ -596,6 +599,12 @@ class Worker:
         so if we crash (or lose the partition) before the state write, the partition's owner decides again
         and emits the identical changes (same sequence, same change_id)."""
         await self.settle()  # the in-flight batch's outputs first: these may be of the same customers
+        if not self.current(epoch):
+            # The tail failed (the app is crashing: its batch's outputs never left, so these must not either:
+            # a customer's n + 1 before its n), or a rebalance or stop began while it ran. Decided before the
+            # tail ended (decay: Worker.run_due; rollout), so checked here, before anything leaves; the
+            # customers are found due again (after the restart, or by the partitions' owners).
+            return False
         bulk = await self.bulk()
         encoded = encode_outputs(out) if encoded is None else encoded
         emitted = self._emit(out, encoded, bulk)

@@ -119,16 +119,25 @@ def test_split_keeps_each_key_in_one_part_in_arrival_order():
 
 def test_rows_are_the_records_as_tuples_and_one_part_is_the_batch_itself():
     """Session 15: the worker hands the pool tuples made straight from its messages (streams.worker.to_row),
-    not InRecords packed again; one part is the batch as it came, with every position."""
+    not InRecords packed again; one part is the batch as it came, with every position; more parts go by
+    CRC-32 of the key (keyless and empty keys to the first)."""
     message = Message("t.order", 3, 17, 1_700_000_000.5, 0, None, b"c1", b'{"a": 1}', None)
     assert to_row(message) == split([to_record(message)], 1)[0][0][0] == ("t.order", 3, 17, b"c1", b'{"a": 1}',
                                                                            1_700_000_000.5)
+    keyless = Message("t.order", 0, 1, 1.0, 0, None, None, None, None)
+    assert to_row(keyless) == ("t.order", 0, 1, None, b"", 1.0)
+    assert to_row(Message("t.order", 0, 2, 1.0, 0, None, b"", bytearray(b"{}"), None))[3:5] == (b"", b"{}")
     batch = records()
-    rows = split(batch, 1)[0][0]
-    assert rows == [(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
+    rows = [(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
+    rows += [("t.order", 0, 90_000, None, b"{}", None), ("t.order", 0, 90_001, b"", b"{}", None)]
     assert split_rows(rows, 1) == ([rows], [list(range(len(rows)))])
     for groups in (2, 3):
-        assert split_rows(rows, groups) == split(batch, groups)
+        expected: list[list[int]] = [[] for _ in range(groups)]
+        for i, row in enumerate(rows):
+            expected[zlib.crc32(row[3]) % groups if row[3] else 0].append(i)
+        parts, positions = split_rows(rows, groups)
+        assert positions == expected
+        assert parts == [[rows[i] for i in at] for at in expected]
 
 
 def test_a_batch_decided_in_parts_and_merged_equals_it_decided_whole():

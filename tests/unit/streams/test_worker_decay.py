@@ -112,26 +112,39 @@ def test_a_round_smaller_than_a_part_is_decided_in_the_worker():
     assert out.state_writes == {"c1": (0, b"s!")} and encoded == Encoded([], [], [])
 
 
-def test_due_customers_are_decided_while_the_last_batch_tail_runs_and_carried_out_after_it():
-    """Session 15: ``run_due`` no longer waits for the batch tail in flight before deciding (the decision
-    processes were idle for its length); ``carry_out`` still waits for it before anything leaves, so a
-    decay's tier change of a customer follows the batch's own. The real ``run_due`` and ``carry_out``."""
+def _decay_beside_a_tail(ends: str) -> list[str]:
+    """``run_due`` (the real one, with the real ``carry_out``, ``settle`` and ``follow``) while the last batch's
+    tail is in flight; the tail ends only once the round is decided, then ``ends``: "well", "failing" (the
+    app crashes, as ``Worker._finish`` makes it) or "rebalanced" (a new consumer generation meanwhile).
+    Returns what happened, in order."""
     pool = _Pool()
     worker, _ = _worker(pool, {"c1": b"s"}, ["c1"])
     del worker.carry_out  # the class's own
     order: list[str] = []
 
-    async def scenario() -> None:
-        tail_may_end = asyncio.Event()
+    async def crash(exc: BaseException) -> None:
+        order.append("crashed")
+        worker.app.should_stop = True  # type: ignore[attr-defined]  # what Faust's crash sets
 
-        async def tail() -> bool:
-            await tail_may_end.wait()
-            order.append("tail ended")
-            return True
+    worker.app.crash = crash  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        decided = asyncio.Event()
+
+        class Tail:
+            async def finish(self) -> list[str]:
+                await decided.wait()
+                order.append(f"tail ended {ends}")
+                if ends == "failing":
+                    raise RuntimeError("the broker refused the batch's tier changes")
+                if ends == "rebalanced":
+                    worker.app.consumer_generation_id = 2  # type: ignore[attr-defined]
+                return []
 
         worker.lock = asyncio.Lock()
-        worker._tail = asyncio.ensure_future(tail())
-        pool.on_round = lambda: (order.append("decided"), tail_may_end.set())
+        worker._tail = None
+        worker.follow(Tail(), lambda messages: order.append("acked"))  # type: ignore[arg-type]
+        pool.on_round = lambda: (order.append("decided"), decided.set())
 
         async def no_bulk() -> None:
             return None
@@ -145,8 +158,25 @@ def test_due_customers_are_decided_while_the_last_batch_tail_runs_and_carried_ou
         worker._write_states = lambda writes, bulk: order.append(f"states {sorted(writes)}")  # type: ignore[method-assign]
         worker.gauges = SimpleNamespace(on_batch=lambda *_: None)  # type: ignore[assignment]
         # settling before deciding would wait forever here (the tail ends only once the round is decided)
-        await asyncio.wait_for(worker.run_due(), 5.0)
+        await asyncio.wait_for(worker.run_due(), 1.0)
 
     asyncio.run(scenario())
-    # decided before the tail ended (it ends only once the round is decided); nothing left before it ended
-    assert order == ["decided", "tail ended", "emitted", "read model", "states ['c1']"]
+    return order
+
+
+def test_due_customers_are_decided_while_the_last_batch_tail_runs_and_carried_out_after_it():
+    """Session 15: ``run_due`` no longer waits for the batch tail in flight before deciding (the decision
+    processes were idle for its length); ``carry_out`` still waits for it before anything leaves, so a
+    decay's tier change of a customer follows the batch's own."""
+    assert _decay_beside_a_tail("well") == [
+        "decided", "tail ended well", "acked", "emitted", "read model", "states ['c1']"]
+
+
+def test_nothing_of_a_decay_leaves_after_the_tail_before_it_failed():
+    """Review of session 15: the tail's batch outputs never left (the app is crashing), so the decay decided
+    from its states must not leave either (a customer's n + 1 before its n, never durable)."""
+    assert _decay_beside_a_tail("failing") == ["decided", "tail ended failing", "crashed"]
+
+
+def test_nothing_of_a_decay_leaves_when_a_rebalance_began_while_the_tail_ran():
+    assert _decay_beside_a_tail("rebalanced") == ["decided", "tail ended rebalanced", "acked"]
