@@ -19,6 +19,7 @@ from collections import defaultdict
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -32,7 +33,7 @@ from streams.decision_process import DecisionPool, build_processor, fingerprint,
 from streams.encoded import Encoded, encode_changes, encode_outputs
 from streams.partitioning import partition_for
 from streams.topics import Topics
-from streams.worker import read_states, to_record, to_row
+from streams.worker import Worker, read_states, to_record, to_row
 from tierstream.readmodel import codec
 from tierstream.readmodel.writer import LedgerWrite, RecordWrite
 from tierstream.settings import Settings
@@ -417,3 +418,42 @@ def test_encoded_bytes_hold_no_more_memory_than_their_length():
     content = sum(len(e.wire) + len(e.ledger.member) for e in encoded) + sum(map(len, stored))
     objects = 3 * len(encoded) + len(stored)
     assert held < content + 250 * objects, (held, content)  # headers and tuples, not 4-16 kB buffers each
+
+
+def test_the_worker_hands_the_pool_its_messages_as_rows_with_the_states_their_keys_name():
+    """``Worker._handle``'s pool branch (session 15: tuples straight from the messages): every message as
+    ``to_row`` makes it, in order, and the stored state of each (customer, partition) its keys name, read
+    once; keyless and non-UTF-8 keys read nothing (their records are dead-lettered or re-routed)."""
+    messages = [Message("t.order", p, o, 1.0, 0, None, key, b"{}", None)
+                for p, o, key in [(0, 5, b"c1"), (1, 9, b"c2"), (0, 6, b"c1"), (2, 1, None), (3, 2, b"\xff")]]
+    handed: list[tuple[Any, Any]] = []
+    reads: list[tuple[str, int]] = []
+
+    class Pool:
+        async def decide_rows(self, rows: Any, states: Any, now: datetime) -> tuple[Outbox, Encoded]:
+            handed.append((rows, states))
+            return Outbox(), Encoded([], [], [])
+
+    worker = Worker.__new__(Worker)
+    worker.decisions = Pool()  # type: ignore[assignment]
+    worker.app = SimpleNamespace(should_stop=False, consumer_generation_id=1,  # type: ignore[assignment]
+                                 flow_control=SimpleNamespace(is_active=lambda: True))
+    worker.owned = {0, 1}
+    worker.watermarks = {}
+    worker.gauges = SimpleNamespace(on_batch=lambda *_: None)  # type: ignore[assignment]
+    worker.use_bulk = False
+
+    def loader(sizes: dict[str, int]) -> Any:
+        def load(customer_id: str, partition: int) -> bytes:
+            reads.append((customer_id, partition))
+            return f"{customer_id}@{partition}".encode()
+        return load
+
+    worker.loader = loader  # type: ignore[method-assign]
+    worker._write_states = lambda writes, bulk: None  # type: ignore[method-assign]
+    tail = asyncio.run(worker._handle(messages, 1))
+    assert tail is not None
+    (rows, states), = handed
+    assert rows == [to_row(m) for m in messages]
+    assert states == {("c1", 0): b"c1@0", ("c2", 1): b"c2@1"}
+    assert sorted(reads) == [("c1", 0), ("c2", 1)]  # once per customer and partition
