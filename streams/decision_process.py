@@ -217,10 +217,8 @@ def split_rows(rows: Sequence[RecordTuple], groups: int) -> tuple[list[list[Reco
         return [list(rows)], [list(range(len(rows)))]
     parts: list[list[RecordTuple]] = [[] for _ in range(groups)]
     positions: list[list[int]] = [[] for _ in range(groups)]
-    crc = zlib.crc32
     for i, row in enumerate(rows):
-        key = row[3]
-        g = crc(key) % groups if key else 0  # _group, inline: once per record of every batch
+        g = _group(row[3], groups)
         parts[g].append(row)
         positions[g].append(i)
     return parts, positions

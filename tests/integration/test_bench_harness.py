@@ -13,12 +13,16 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from streams.partitioning import partition_for
 from tierstream.embedded import EmbeddedStack
 from tierstream.kafka_io import ensure_topics, read_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from harness import Record, produce_paced
+
+pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 
