@@ -153,8 +153,18 @@ def parse_event(raw: bytes | str, now: datetime, max_future_skew: timedelta) -> 
     Output: the typed event. Raises :class:`InvalidEvent` with reason ``invalid_json``,
     ``not_an_object``, ``unknown_type``, ``schema`` or ``future_timestamp``; never returns a partially valid event.
     """
+    event = validate_event(raw)
+    if event.occurred_at - now > max_future_skew:
+        raise future_timestamp(event, max_future_skew)
+    return event
+
+
+def validate_event(raw: bytes | str) -> AnyEvent:
+    """:func:`parse_event` without the clock check, which the caller then makes itself (the stream worker
+    compares integer epoch microseconds: streams.batch); raises :class:`InvalidEvent` with every reason but
+    ``future_timestamp``."""
     try:
-        event = EVENT_ADAPTER.validate_json(raw)
+        return EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         kinds = {e["type"] for e in errors}
@@ -168,12 +178,14 @@ def parse_event(raw: bytes | str, now: datetime, max_future_skew: timedelta) -> 
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5]
         )
         raise InvalidEvent("schema", detail) from None
-    if event.occurred_at - now > max_future_skew:
-        raise InvalidEvent(
-            "future_timestamp",
-            f"occurred_at {event.occurred_at.isoformat()} is more than {max_future_skew} after now",
-        )
-    return event
+
+
+def future_timestamp(event: AnyEvent, max_future_skew: timedelta) -> InvalidEvent:
+    """The error of an event whose ``occurred_at`` is more than ``max_future_skew`` after the wall clock."""
+    return InvalidEvent(
+        "future_timestamp",
+        f"occurred_at {event.occurred_at.isoformat()} is more than {max_future_skew} after now",
+    )
 
 
 def event_json_schemas() -> dict[str, dict]:
