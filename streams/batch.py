@@ -135,9 +135,10 @@ class BatchProcessor:
         return p
 
     def _route(self, rec: InRecord, latest: int, out: Outbox) -> tuple[AnyEvent, int] | None:
-        """The valid event to fold for this record and its ``occurred_at`` as epoch microseconds, or None after
-        routing it elsewhere. ``latest``: the newest valid event time, epoch microseconds (wall clock plus the
-        allowed skew: :func:`schemas.events.parse_event`'s check, on integers: CustomerState.apply_micros)."""
+        """The valid event to fold for this record and its ``occurred_at`` as epoch microseconds (what the fold
+        takes: CustomerState.apply_micros), or None after routing it elsewhere. ``latest``: the newest valid
+        event time, epoch microseconds (wall clock plus the allowed skew): :func:`schemas.events.parse_event`'s
+        check, made on integers."""
         expected = self.topics.type_of(rec.topic)
         try:
             event = validate_event(rec.value)
