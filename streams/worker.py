@@ -85,15 +85,8 @@ def partition_databases(table: faust.Table) -> Callable[[int], Any] | None:  # t
 
 
 def to_record(msg: Message) -> InRecord:
-    """The broker-level view of a consumed message (raw key and value bytes)."""
-    return InRecord(
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        key=msg.key,
-        value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
-        timestamp=msg.timestamp,
-    )
+    """The broker-level view of a consumed message (raw key and value bytes): :func:`to_row` as a record."""
+    return InRecord(*to_row(msg))
 
 
 def _partition_state(consumer: object, tp: object) -> Any:
