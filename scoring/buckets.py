@@ -15,11 +15,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import Final
 
-DAY = 86_400
+DAY: Final = 86_400
 #: Money scale: integer units per currency unit (10^MONEY_PLACES).
-MONEY_SCALE = 10_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MONEY_SCALE: Final = 10_000
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_seconds(ts: datetime) -> int:

@@ -26,12 +26,13 @@ from __future__ import annotations
 import base64
 import binascii
 from hashlib import blake2b
+from typing import Final
 
-ID_BYTES = 6
+ID_BYTES: Final = 6
 #: Bytes of the absolute UTC day at the start of each :class:`DayRecords` record (days < 65536: < 2149).
-DAY_BYTES = 2
+DAY_BYTES: Final = 2
 #: Records stepped over linearly from an end before a binary search (Python-level steps cost alike).
-_NEAR = 8
+_NEAR: Final = 8
 
 
 def id_text(value: str, size: int = ID_BYTES) -> str:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from scoring.buckets import (
     DAY,
@@ -80,36 +80,39 @@ from scoring.state import (
 if TYPE_CHECKING:
     from scoring.state import CustomerState
 
-Y1, Y3 = 365 * DAY, 1095 * DAY
-_ORDER_SPANS = (("lifetime", None), ("12m", Y1), ("36m", Y3))
+Y1: Final = 365 * DAY
+Y3: Final = 1095 * DAY
+_ORDER_SPANS: Final = (("lifetime", None), ("12m", Y1), ("36m", Y3))
 
-_WINDOWED = tuple(
+_WINDOWED: Final = tuple(
     f"{kind}_{span}" for kind in ("spend", "orders", "quantity", "margin") for span in ("lifetime", "12m", "36m")
 )
-ORDER_FEATURES = (
+ORDER_FEATURES: Final = (
     *_WINDOWED, "product_lines_lifetime", "product_lines_12m", "first_purchase_at", "last_purchase_at",
     "days_since_last_purchase", "months_as_customer", "years_as_customer", "repurchase",
 )
-PAYMENT_FEATURES = (
+PAYMENT_FEATURES: Final = (
     "paid_12m", "on_time_ratio", "overdue_amount", "charged_back_amount", "written_off_amount",
     "failed_payments_90d", "bad_debt",
 )
-LOGIN_FEATURES = ("active_days_30d", "active_days_90d", "logins_30d", "logins_90d", "last_login_at")
-TICKET_FEATURES = ("tickets_opened_90d", "complaints_90d", "severe_complaints_90d", "open_tickets", "avg_satisfaction")
-RECENCY_FEATURES = ("last_event_at", "days_since_last_event", "days_since_last_activity")
-STATIC_FEATURES: tuple[str, ...] = (
+LOGIN_FEATURES: Final = ("active_days_30d", "active_days_90d", "logins_30d", "logins_90d", "last_login_at")
+TICKET_FEATURES: Final = (
+    "tickets_opened_90d", "complaints_90d", "severe_complaints_90d", "open_tickets", "avg_satisfaction",
+)
+RECENCY_FEATURES: Final = ("last_event_at", "days_since_last_event", "days_since_last_activity")
+STATIC_FEATURES: Final[tuple[str, ...]] = (
     *ORDER_FEATURES, *PAYMENT_FEATURES, *LOGIN_FEATURES, *TICKET_FEATURES, *RECENCY_FEATURES
 )
 #: avg_monthly_spend_<N>m listed when iterating a view (any N in 1..36 can be read).
-LISTED_AVG_MONTHS = (1, 3, 6, 12)
-MAX_AVG_MONTHS = 36
+LISTED_AVG_MONTHS: Final = (1, 3, 6, 12)
+MAX_AVG_MONTHS: Final = 36
 
-_AVG_RE = re.compile(r"^avg_monthly_spend_([1-9][0-9]?)m$")
-_MONTHLY_RE = re.compile(r"^monthly_spend_(\d{4}-\d{2})$")
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_Q4 = Decimal("0.0001")
-_MISS = object()  # "not cached yet" (None is a valid cached value)
-_STATIC = frozenset(STATIC_FEATURES)
+_AVG_RE: Final = re.compile(r"^avg_monthly_spend_([1-9][0-9]?)m$")
+_MONTHLY_RE: Final = re.compile(r"^monthly_spend_(\d{4}-\d{2})$")
+_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_Q4: Final = Decimal("0.0001")
+_MISS: Final = object()  # "not cached yet" (None is a valid cached value)
+_STATIC: Final = frozenset(STATIC_FEATURES)
 
 
 def is_feature_name(name: str) -> bool:
@@ -419,8 +422,8 @@ def _dynamic(name: str) -> Any:
 
 
 #: Parsed pattern names (a policy set reads a fixed, small set of them).
-_DYNAMIC: dict[str, Any] = {}
-_DYNAMIC_MAX = 4096
+_DYNAMIC: Final[dict[str, Any]] = {}
+_DYNAMIC_MAX: Final = 4096
 
 
 def _order_int(index: int, span: int) -> Any:
@@ -435,8 +438,8 @@ def _at(ts: int | None) -> datetime | None:
     return None if ts is None else from_seconds(ts)
 
 
-_SPAN_INDEX = {"lifetime": 0, "12m": 1, "36m": 2}
-_STATIC_FNS: dict[str, Any] = {}
+_SPAN_INDEX: Final = {"lifetime": 0, "12m": 1, "36m": 2}
+_STATIC_FNS: Final[dict[str, Any]] = {}
 for _span, _i in _SPAN_INDEX.items():
     _STATIC_FNS[f"spend_{_span}"] = _order_money(0, _i)
     _STATIC_FNS[f"orders_{_span}"] = _order_int(1, _i)
@@ -475,7 +478,7 @@ _STATIC_FNS.update({
 assert set(_STATIC_FNS) == set(STATIC_FEATURES)
 #: Every reader known so far: the static ones and the pattern names parsed (see _dynamic). A view's first
 #: read of a name is one lookup here (a policy set reads a fixed, small set of names).
-_READERS: dict[str, Any] = dict(_STATIC_FNS)
+_READERS: Final[dict[str, Any]] = dict(_STATIC_FNS)
 
 
 def to_json_safe(value: Any) -> Any:
@@ -498,7 +501,7 @@ def features_json(view: Mapping[str, Any]) -> dict[str, Any]:
 #: ``order_enter``: an order after ``now`` enters every order feature when ``now`` reaches it (customer
 #: since, hence months / years as customer, included); ``month_turn``: complete-month averages
 #: (``avg_monthly_spend_<N>m``, pattern names) shift at each month turn.
-SOURCE_FEATURES: dict[str, tuple[str, ...]] = {
+SOURCE_FEATURES: Final[dict[str, tuple[str, ...]]] = {
     "order_enter": ORDER_FEATURES,
     "order_12m": (*(f"{k}_12m" for k in ("spend", "orders", "quantity", "margin")), "product_lines_12m"),
     "order_36m": tuple(f"{k}_36m" for k in ("spend", "orders", "quantity", "margin")),
@@ -513,7 +516,7 @@ SOURCE_FEATURES: dict[str, tuple[str, ...]] = {
     "month_turn": (),  # avg_monthly_spend_<N>m (pattern names, matched in time_sources)
     "anniversary": ("months_as_customer", "years_as_customer"),
 }
-ALL_SOURCES: frozenset[str] = frozenset(SOURCE_FEATURES)
+ALL_SOURCES: Final[frozenset[str]] = frozenset(SOURCE_FEATURES)
 
 
 def time_sources(names: Iterable[str]) -> frozenset[str]:
@@ -538,7 +541,7 @@ def time_sources(names: Iterable[str]) -> frozenset[str]:
 
 #: The state parts (scoring.state IN_* bits) each static feature reads at the anchor. Customer since (months /
 #: years as customer) is the first purchase, else the first event.
-FEATURE_INPUTS: dict[str, int] = {
+FEATURE_INPUTS: Final[dict[str, int]] = {
     **dict.fromkeys(ORDER_FEATURES, IN_ORDERS),
     "months_as_customer": IN_ORDERS | IN_FIRST,
     "years_as_customer": IN_ORDERS | IN_FIRST,
@@ -577,7 +580,7 @@ def feature_inputs(names: Iterable[str]) -> int:
     return bits
 
 
-_SOURCES_OF: dict[str, tuple[str, ...]] = {}
+_SOURCES_OF: Final[dict[str, tuple[str, ...]]] = {}
 for _source, _names in SOURCE_FEATURES.items():
     for _name in _names:
         _SOURCES_OF[_name] = (*_SOURCES_OF.get(_name, ()), _source)
@@ -693,9 +696,9 @@ def next_change(state: CustomerState, now: datetime, sources: frozenset[str] = A
     return None if best == _NEVER else from_seconds(best)
 
 
-_W30_90 = (30, 90)
-_W30 = (30,)
-_W90 = (90,)
+_W30_90: Final = (30, 90)
+_W30: Final = (30,)
+_W90: Final = (90,)
 
 
 def _widths(sources: frozenset[str], w30: str, w90: str) -> tuple[int, ...]:
@@ -704,4 +707,4 @@ def _widths(sources: frozenset[str], w30: str, w90: str) -> tuple[int, ...]:
     return _W30_90 if a and b else _W30 if a else _W90 if b else ()
 
 
-_NEVER = 1 << 62
+_NEVER: Final = 1 << 62

@@ -69,7 +69,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -80,26 +80,27 @@ from scoring.state_tables import EntryTable
 
 #: Serialized format version (field ``"f"``). 1: the original relative-time layout (not readable any
 #: more: nothing was persisted with it). 2: this layout. Bump on any change and migrate in from_bytes.
-FORMAT_VERSION = 2
+FORMAT_VERSION: Final = 2
 #: Retention of id-keyed entries is the caller's horizon clamped to this range (days). The minimum
 #: keeps every 90-day window exact; the maximum bounds the state (36-month window + slack).
-MIN_RETENTION_DAYS = 100
-MAX_RETENTION_DAYS = 1100
+MIN_RETENTION_DAYS: Final = 100
+MAX_RETENTION_DAYS: Final = 1100
 #: Days of per-day activity / login detail kept before the anchor's day (the longest short window).
-SHORT_DAYS = 90
+SHORT_DAYS: Final = 90
 #: Days of per-day paid amounts kept (for ``paid_12m``) and months of monthly spend kept.
-PAY_DAYS = 366
-PAY_MONTHS = 41
+PAY_DAYS: Final = 366
+PAY_MONTHS: Final = 41
 #: Hash widths: login event ids (per day, 90 days), profile event ids, folded order ids.
-LOGIN_ID_BYTES = 4
-PROFILE_ID_BYTES = 6
-FOLDED_ID_BYTES = 4
+LOGIN_ID_BYTES: Final = 4
+PROFILE_ID_BYTES: Final = 6
+FOLDED_ID_BYTES: Final = 4
 #: Money units: stored money x ``unit`` = integer 10^-4 units. A state stores cents (unit 100: two digits
 #: shorter on the wire) until an applied amount has a third or fourth decimal, then 10^-4 units for good.
-CENTS, UNITS = 100, 1
+CENTS: Final = 100
+UNITS: Final = 1
 #: Granularity of the entry time base (see :func:`base_for`).
-BASE_DAYS = 64
-_SHORT_MASK = (1 << SHORT_DAYS) - 1
+BASE_DAYS: Final = 64
+_SHORT_MASK: Final = (1 << SHORT_DAYS) - 1
 
 # Entry times (element 0 of every entry, "last") are seconds since the state's ``base`` (see base_for);
 # other times in an entry are deltas back from it, so they never change when the base moves.
@@ -107,23 +108,47 @@ _SHORT_MASK = (1 << SHORT_DAYS) - 1
 # time (None: not placed yet, a pending cancel/refund), cancelled 0/1, refunded amount, refund event id
 # hashes (sorted)]. The first 5 are always present; trailing fields equal to their default are dropped
 # (in memory too, so memory and wire are the same lists): a plain placed order is 5 numbers.
-O_LAST, O_AMT, O_QTY, O_PL, O_MRG, O_DTS, O_CAN, O_REF, O_RIDS = range(9)
-_ORDER_DEFAULTS: tuple = (None, 0, 0, -1, None, 0, 0, 0, None)
-_ORDER_MIN = 5
+O_LAST: Final = 0
+O_AMT: Final = 1
+O_QTY: Final = 2
+O_PL: Final = 3
+O_MRG: Final = 4
+O_DTS: Final = 5
+O_CAN: Final = 6
+O_REF: Final = 7
+O_RIDS: Final = 8
+_ORDER_DEFAULTS: Final[tuple] = (None, 0, 0, -1, None, 0, 0, 0, None)
+_ORDER_MIN: Final = 5
 # Payment entry fields: [newest event time, status bits, newest - failed event time, newest - due time,
 # failed amount]; only the time is mandatory (a plain "paid" entry is [time]).
-P_LAST, P_FLAGS, P_FAILED_TS, P_DUE, P_AMT = range(5)
-_PAY_DEFAULTS: tuple = (None, 1, None, None, 0)
-PAID, FAILED, CHARGED_BACK, WRITTEN_OFF = 1, 2, 4, 8
-PAY_BITS = {"paid": PAID, "failed": FAILED, "charged_back": CHARGED_BACK, "written_off": WRITTEN_OFF}
+P_LAST: Final = 0
+P_FLAGS: Final = 1
+P_FAILED_TS: Final = 2
+P_DUE: Final = 3
+P_AMT: Final = 4
+_PAY_DEFAULTS: Final[tuple] = (None, 1, None, None, 0)
+PAID: Final = 1
+FAILED: Final = 2
+CHARGED_BACK: Final = 4
+WRITTEN_OFF: Final = 8
+PAY_BITS: Final = {"paid": PAID, "failed": FAILED, "charged_back": CHARGED_BACK, "written_off": WRITTEN_OFF}
 # Ticket entry fields (always all present): [newest event time, action bits, newest - opened time (None: not
 # opened yet), category, severity].
-T_LAST, T_FLAGS, T_OPENED, T_CAT, T_SEV = range(5)
-OPENED, CLOSED = 1, 2
-TICKET_CATEGORIES = ("inquiry", "complaint", "other")
-_CAT_CODE = {name: i for i, name in enumerate(TICKET_CATEGORIES)}
+T_LAST: Final = 0
+T_FLAGS: Final = 1
+T_OPENED: Final = 2
+T_CAT: Final = 3
+T_SEV: Final = 4
+OPENED: Final = 1
+CLOSED: Final = 2
+TICKET_CATEGORIES: Final = ("inquiry", "complaint", "other")
+_CAT_CODE: Final = {name: i for i, name in enumerate(TICKET_CATEGORIES)}
 # Folded-month row: [month, net amount, orders, quantity, margin].
-M_MONTH, M_NET, M_COUNT, M_QTY, M_MRG = range(5)
+M_MONTH: Final = 0
+M_NET: Final = 1
+M_COUNT: Final = 2
+M_QTY: Final = 3
+M_MRG: Final = 4
 
 
 class ApplyResult(StrEnum):
@@ -139,38 +164,49 @@ class ApplyResult(StrEnum):
         return self.value
 
 
-_APPLIED, _DUPLICATE, _TOO_LATE = ApplyResult.APPLIED, ApplyResult.DUPLICATE, ApplyResult.TOO_LATE
+_APPLIED: Final = ApplyResult.APPLIED
+_DUPLICATE: Final = ApplyResult.DUPLICATE
+_TOO_LATE: Final = ApplyResult.TOO_LATE
 
 # Feature inputs (bits of CustomerState.touched): the parts of the state features read. apply() and
 # compaction set the bit of every part whose content they changed, so a reader that knows which parts a
 # feature reads (scoring.features.FEATURE_INPUTS) knows, without computing it, that the feature kept its value
 # at the anchor. A bit may be set without a change (conservative), never the other way round.
-IN_ORDERS = 1 << 0  # order entries, folded months / product lines / first and last folded order
-IN_PAYMENTS = 1 << 1  # payment entries, counters, paid months and days
-IN_ACTIVE = 1 << 2  # the set of active days (not its shift as the anchor's day moves)
-IN_LOGINS = 1 << 3  # login records per day
-IN_LAST_LOGIN = 1 << 4
-IN_TICKETS = 1 << 5  # ticket entries, satisfaction
-IN_PROFILE = 1 << 6  # attributes, assessments
-IN_ANCHOR = 1 << 7  # the newest event time
-IN_ACTIVITY = 1 << 8  # the newest non-profile event time
-IN_FIRST = 1 << 9  # the first event time
-IN_ALL = (1 << 10) - 1
-_KIND_INPUT = {"login": IN_LOGINS, "order": IN_ORDERS, "payment": IN_PAYMENTS, "ticket": IN_TICKETS,
-               "profile": IN_PROFILE}
+IN_ORDERS: Final = 1 << 0  # order entries, folded months / product lines / first and last folded order
+IN_PAYMENTS: Final = 1 << 1  # payment entries, counters, paid months and days
+IN_ACTIVE: Final = 1 << 2  # the set of active days (not its shift as the anchor's day moves)
+IN_LOGINS: Final = 1 << 3  # login records per day
+IN_LAST_LOGIN: Final = 1 << 4
+IN_TICKETS: Final = 1 << 5  # ticket entries, satisfaction
+IN_PROFILE: Final = 1 << 6  # attributes, assessments
+IN_ANCHOR: Final = 1 << 7  # the newest event time
+IN_ACTIVITY: Final = 1 << 8  # the newest non-profile event time
+IN_FIRST: Final = 1 << 9  # the first event time
+IN_ALL: Final = (1 << 10) - 1
+_KIND_INPUT: Final = {"login": IN_LOGINS, "order": IN_ORDERS, "payment": IN_PAYMENTS, "ticket": IN_TICKETS,
+                      "profile": IN_PROFILE}
 # Compaction parts, each with its own due time (CustomerState._dues).
-_P_BASE, _P_ORDERS, _P_PAYS, _P_TICKETS, _P_LOGINS, _P_PROFILE, _P_FOLDED, _P_MONTHS, _P_DAYS = range(9)
-_PARTS = 9
+_P_BASE: Final = 0
+_P_ORDERS: Final = 1
+_P_PAYS: Final = 2
+_P_TICKETS: Final = 3
+_P_LOGINS: Final = 4
+_P_PROFILE: Final = 5
+_P_FOLDED: Final = 6
+_P_MONTHS: Final = 7
+_P_DAYS: Final = 8
+_PARTS: Final = 9
 #: Parts only read by features / serialization, never by apply's decisions (too-late checks are explicit):
 #: apply evicts them up to _SLACK late (fewer compactions); reads and saves catch up exactly (_canonical).
-_LAZY_PARTS = (_P_LOGINS, _P_PROFILE, _P_MONTHS, _P_DAYS)
-_SLACK = 7 * DAY
-_EXACT_PARTS = tuple(i for i in range(_PARTS) if i not in _LAZY_PARTS)
+_LAZY_PARTS: Final = (_P_LOGINS, _P_PROFILE, _P_MONTHS, _P_DAYS)
+_SLACK: Final = 7 * DAY
+_EXACT_PARTS: Final = tuple(i for i in range(_PARTS) if i not in _LAZY_PARTS)
 assert _EXACT_PARTS == (_P_BASE, _P_ORDERS, _P_PAYS, _P_TICKETS, _P_FOLDED)  # spelled out in _compact (hot)
-_NEVER = 1 << 62
+_NEVER: Final = 1 << 62
 _FeatureView: Any = None  # scoring.features.FeatureView, imported on first use
-_MIN_US = to_micros(datetime(1, 1, 2, tzinfo=UTC))  # horizon starts at or before this: no horizon
-_H_MIN, _H_MAX = MIN_RETENTION_DAYS * DAY, MAX_RETENTION_DAYS * DAY
+_MIN_US: Final = to_micros(datetime(1, 1, 2, tzinfo=UTC))  # horizon starts at or before this: no horizon
+_H_MIN: Final = MIN_RETENTION_DAYS * DAY
+_H_MAX: Final = MAX_RETENTION_DAYS * DAY
 
 
 def order_placed_at(entry: list) -> int | None:

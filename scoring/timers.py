@@ -19,15 +19,15 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 #: Features that change continuously with time (days since some instant).
-CONTINUOUS_PREFIX = "days_since_"
+CONTINUOUS_PREFIX: Final = "days_since_"
 
 #: Review schedule name -> months between reviews (calendar-aligned from January).
-REVIEW_MONTHS = {"monthly": 1, "quarterly": 3, "half_yearly": 6, "yearly": 12}
+REVIEW_MONTHS: Final = {"monthly": 1, "quarterly": 3, "half_yearly": 6, "yearly": 12}
 
 
 def _numbers(node: Any) -> Iterable[float]:

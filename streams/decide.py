@@ -60,12 +60,12 @@ from scoring.timers import CONTINUOUS_PREFIX, earliest, next_review, next_thresh
 #: lose the outputs of the last three batches at most: one flush covers the previous batch's outputs, and
 #: since session 10 one batch's outputs are in flight while the next is decided (streams.worker.Worker.follow).
 #: One more is kept as margin.
-REEMIT_KEEP = 4
+REEMIT_KEEP: Final = 4
 
 #: Key in ``CustomerState.tiers`` for the stream's own bookkeeping; every other key is a policy id.
-BOOKKEEPING = "~"
+BOOKKEEPING: Final = "~"
 
-_ROUTING_FIELDS = frozenset(RoutingHints.model_fields)
+_ROUTING_FIELDS: Final = frozenset(RoutingHints.model_fields)
 
 AdminCommand = Any  # one of schemas.admin's command models
 
@@ -402,10 +402,10 @@ class Decider:
 
 #: Lifecycle track fields that move on every evaluation (time, score, keep margin) without changing
 #: what the customer holds or what is pending.
-_VOLATILE = frozenset({"at", "sv", "k"})  # spelled out in _same_stable (hot)
+_VOLATILE: Final = frozenset({"at", "sv", "k"})  # spelled out in _same_stable (hot)
 
 
-_ABSENT = object()
+_ABSENT: Final = object()
 
 
 def _same_stable(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
@@ -577,9 +577,9 @@ def _idle_read_record(
                          parse_iso(since) if since is not None else now, None, revision, lc["q"], now)
 
 
-_RECORD_FIELDS = frozenset(TierRecord.model_fields)
-_new = object.__new__
-_set = object.__setattr__
+_RECORD_FIELDS: Final = frozenset(TierRecord.model_fields)
+_new: Final = object.__new__
+_set: Final = object.__setattr__
 
 
 def _unchecked_record(values: dict[str, Any]) -> TierRecord:
@@ -598,8 +598,8 @@ def _unchecked_record(values: dict[str, Any]) -> TierRecord:
 
 #: change_id's inputs -> change_id: a read-model record names its track's last change, the same one at
 #: every decision until the next change, and the id is a blake2b digest (~1 µs). Bounded: cleared when full.
-_CHANGE_IDS: dict[tuple[str, str, int, int, str], str] = {}
-_CHANGE_IDS_MAX = 1 << 14  # ~0.3 kB an entry
+_CHANGE_IDS: Final[dict[tuple[str, str, int, int, str], str]] = {}
+_CHANGE_IDS_MAX: Final = 1 << 14  # ~0.3 kB an entry
 
 
 def _change_id(customer_id: str, policy: str, version: int, sequence: int, tier: str) -> str:
@@ -617,8 +617,8 @@ def _change_id(customer_id: str, policy: str, version: int, sequence: int, tier:
 #: one per tier serves every record, and a model instance passes TierRecord validation as is (a dict would
 #: be validated into a new model per record). Keyed by the policy object (identity: a reloaded file with
 #: the same id and version is another key).
-_ROUTING: dict[tuple[CompiledPolicy, str], RoutingHints] = {}
-_ROUTING_MAX = 4096
+_ROUTING: Final[dict[tuple[CompiledPolicy, str], RoutingHints]] = {}
+_ROUTING_MAX: Final = 4096
 
 
 def _routing(policy: CompiledPolicy, tier: str) -> RoutingHints:
@@ -648,7 +648,7 @@ def read_records(state: CustomerState, policies: Sequence[CompiledPolicy], now: 
     return records
 
 
-_NOTICE_TYPES: dict[str, type[BaseModel]] = {
+_NOTICE_TYPES: Final[dict[str, type[BaseModel]]] = {
     m.__name__: m for m in (TierChangeProposed, ProposalClosed, TierAtRisk)
 }
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from schemas.admin import CommandResult, KeepMargin, ProposalClosed, TierAtRisk, TierChangeProposed
 from schemas.outputs import direction
@@ -37,13 +37,13 @@ from scoring.policy import CompiledPolicy, Decision
 from scoring.policy.lifecycle import reaches
 
 #: A change back to the tier held before the previous change, within this time, counts as a flip-flop.
-FLIP_FLOP_WINDOW = timedelta(days=30)
+FLIP_FLOP_WINDOW: Final = timedelta(days=30)
 
 # Order of things due at the same instant: an override or proposal that ends at t is gone before a
 # scheduled change at t is considered; a warning never comes after the change it warns about.
-_ORDER = {"override": 0, "proposal": 1, "warn": 2, "pending": 3}
+_ORDER: Final = {"override": 0, "proposal": 1, "warn": 2, "pending": 3}
 # More due items than this in one call means a bug (each item removes or postpones itself).
-_MAX_ITEMS = 64
+_MAX_ITEMS: Final = 64
 
 
 def utc(t: datetime) -> datetime:

@@ -8,8 +8,9 @@ decision made at ``b`` is the review's decision.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final
 
-PERIOD_MONTHS: dict[str, int] = {"monthly": 1, "quarterly": 3, "half_yearly": 6, "yearly": 12}
+PERIOD_MONTHS: Final[dict[str, int]] = {"monthly": 1, "quarterly": 3, "half_yearly": 6, "yearly": 12}
 
 
 def _utc(t: datetime) -> datetime:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from schemas.admin import OverrideView
 
 #: Most ledger entries a track keeps (the full history is the tier-change topic).
-LEDGER_MAX = 16
+LEDGER_MAX: Final = 16
 #: Most accepted command ids a track remembers to apply a re-delivered command once.
-COMMANDS_MAX = 16
+COMMANDS_MAX: Final = 16
 
 #: (effective_at, tier, sequence, cause) of one effective tier change.
 LedgerEntry = tuple[datetime, str, int, str]
@@ -36,9 +36,9 @@ LedgerEntry = tuple[datetime, str, int, str]
 #: object, its ``isoformat()``), valid only while the stored object *is* the one asked about (it is kept
 #: alive by the entry, so its id cannot be reused meanwhile). Keyed by identity, not equality: equal
 #: instants in different UTC offsets format differently. Both bounded: cleared when full.
-_PARSED: dict[str, datetime] = {}
-_ISO: dict[int, tuple[datetime, str]] = {}
-_MEMO_MAX = 1 << 14  # ~0.3 kB an entry: a few MB at most
+_PARSED: Final[dict[str, datetime]] = {}
+_ISO: Final[dict[int, tuple[datetime, str]]] = {}
+_MEMO_MAX: Final = 1 << 14  # ~0.3 kB an entry: a few MB at most
 
 
 def iso(t: datetime) -> str:
@@ -71,7 +71,7 @@ def _dt(s: str | None) -> datetime | None:
     return None if s is None else parse_iso(s)
 
 
-_fromiso = parse_iso
+_fromiso: Final = parse_iso
 
 
 @dataclass(slots=True)

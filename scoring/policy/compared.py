@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from scoring.timers import CONTINUOUS_PREFIX  # the features whose value changes with the evaluation time
 
 Threshold = Decimal | int | float
-_BOUNDS = ("ge", "gt", "le", "lt")
+_BOUNDS: Final = ("ge", "gt", "le", "lt")
 
 
 def _number(value: Any) -> bool:

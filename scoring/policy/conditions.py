@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from schemas.policy import Condition
 from scoring.policy.context import CompileContext, to_number
@@ -22,7 +22,7 @@ from scoring.policy.errors import join_path
 
 Cond = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
+_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,

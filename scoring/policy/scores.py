@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from schemas.policy import Ladder, PointsStep, Score, Scorecard
 from scoring.policy.conditions import Cond, compile_condition
@@ -23,18 +23,18 @@ from scoring.policy.errors import join_path
 from scoring.policy.intervals import Interval, check_ascending, compile_lookup, make_interval
 
 ScoreFn = Callable[[Mapping[str, Any], dict[str, Any]], tuple[Any, dict[str, Any]]]
-_TOL = 1e-9
+_TOL: Final = 1e-9
 
 
 Scored = tuple[float, str]  # points, and the matched step's text or a status (missing / no_step / not_a_number)
-_MISSING: Scored = (0.0, "missing")
-_NO_STEP: Scored = (0.0, "no_step")
-_NAN: Scored = (0.0, "not_a_number")
+_MISSING: Final[Scored] = (0.0, "missing")
+_NO_STEP: Final[Scored] = (0.0, "no_step")
+_NAN: Final[Scored] = (0.0, "not_a_number")
 
 #: Columns of each indicator row in a scorecard explanation. ``step`` is the matched ladder step (e.g.
 #: ``(100000, 500000]``), or the status when there is none: ``ok`` (a linear scale), ``missing`` (no value:
 #: 0 points), ``no_step`` (the value is outside the ladder: 0 points) or ``not_a_number``.
-INDICATOR_COLUMNS = ("name", "feature", "value", "points", "max_points", "weight", "contribution", "step")
+INDICATOR_COLUMNS: Final = ("name", "feature", "value", "points", "max_points", "weight", "contribution", "step")
 
 
 @dataclass(frozen=True, slots=True)

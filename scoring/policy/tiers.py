@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from schemas.policy import Bands, Grant, Percentile, Rule
 from schemas.policy import TierSource as TierSourceModel
@@ -21,7 +21,7 @@ from scoring.policy.intervals import Interval, check_ascending, compile_lookup, 
 from scoring.policy.population import PopulationView
 
 Result = tuple[int | None, dict[str, Any]]
-_NUMBER_TYPES = (float, int, Decimal)
+_NUMBER_TYPES: Final = (float, int, Decimal)
 
 
 class TierSource:
