@@ -50,6 +50,7 @@ COMPILED: tuple[str, ...] = (
     "scoring/timers.py",
     "scoring/policy/adjustments.py",
     "scoring/policy/compared.py",
+    "scoring/policy/compiled.py",
     "scoring/policy/conditions.py",
     "scoring/policy/context.py",
     "scoring/policy/intervals.py",

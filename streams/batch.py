@@ -43,7 +43,7 @@ from streams.topics import Topics
 __all__ = ["BOOKKEEPING", "BatchProcessor", "DeadLetter", "InRecord", "Outbox", "encode_change", "run_steps"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class InRecord:
     """One consumed record, as the broker gave it."""
 
@@ -53,6 +53,18 @@ class InRecord:
     key: bytes | None
     value: bytes
     timestamp: float | None = None  # broker timestamp, seconds
+
+    # Not frozen, and an explicit __init__: the frozen dataclass's generated __init__ runs interpreted under mypyc
+    # (~0.5 µs a construction against ~0.02 µs native; callgrind, session 17). Treated as immutable all the same:
+    # nothing assigns its fields after construction (unsafe_hash keeps the frozen dataclass's field hash).
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
+                 timestamp: float | None = None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
 
 
 @dataclass(frozen=True, slots=True)

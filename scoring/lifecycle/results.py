@@ -17,7 +17,7 @@ from schemas.outputs import TierChangeEvent, change_id
 from scoring.lifecycle.track import TierTrack
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TierChange:
     """One change of the effective tier. ``sequence`` is the track's ``seq`` after it (per customer and
     policy, +1 per change); ``effective_at`` is event time (a review date, a grace end, a command's time);
@@ -39,6 +39,31 @@ class TierChange:
     held_tier: str | None
     override: OverrideView | None = None
     note: dict[str, Any] = field(default_factory=dict)
+
+    # Not frozen, and an explicit __init__: the frozen dataclass's generated __init__ runs interpreted under mypyc
+    # (~0.5 µs a construction against ~0.02 µs native; callgrind, session 17). Treated as immutable all the same:
+    # nothing assigns its fields after construction (unsafe_hash keeps the frozen dataclass's field hash).
+    def __init__(
+        self, customer_id: str, policy: str, policy_version: int, from_tier: str | None, to_tier: str, direction: str,
+        cause: str, sequence: int, effective_at: datetime, event_id: str | None, score: float | None,
+        scored_tier: str | None, held_tier: str | None, override: OverrideView | None = None,
+        note: dict[str, Any] | None = None,
+    ) -> None:
+        self.customer_id = customer_id
+        self.policy = policy
+        self.policy_version = policy_version
+        self.from_tier = from_tier
+        self.to_tier = to_tier
+        self.direction = direction
+        self.cause = cause
+        self.sequence = sequence
+        self.effective_at = effective_at
+        self.event_id = event_id
+        self.score = score
+        self.scored_tier = scored_tier
+        self.held_tier = held_tier
+        self.override = override
+        self.note = {} if note is None else note
 
     @property
     def change_id(self) -> str:
@@ -74,7 +99,7 @@ class TierChange:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class StepResult:
     """The new track and the outputs of one call, each list in the order things happened.
 
@@ -89,6 +114,22 @@ class StepResult:
     at_risk: tuple[TierAtRisk, ...] = ()
     command: CommandResult | None = None
     flip_flops: int = 0
+
+    # Not frozen, and an explicit __init__: the frozen dataclass's generated __init__ runs interpreted under mypyc
+    # (~0.5 µs a construction against ~0.02 µs native; callgrind, session 17). Treated as immutable all the same:
+    # nothing assigns its fields after construction (unsafe_hash keeps the frozen dataclass's field hash).
+    def __init__(
+        self, track: TierTrack, changes: tuple[TierChange, ...] = (), proposed: tuple[TierChangeProposed, ...] = (),
+        closed: tuple[ProposalClosed, ...] = (), at_risk: tuple[TierAtRisk, ...] = (),
+        command: CommandResult | None = None, flip_flops: int = 0,
+    ) -> None:
+        self.track = track
+        self.changes = changes
+        self.proposed = proposed
+        self.closed = closed
+        self.at_risk = at_risk
+        self.command = command
+        self.flip_flops = flip_flops
 
     @property
     def tier(self) -> str | None:

@@ -86,6 +86,18 @@ class Override:
     expires_at: datetime | None
     command_id: str
 
+    # An explicit __init__: the one @dataclass generates runs interpreted under mypyc (~0.1 µs for three fields,
+    # more with more) against ~0.02 µs native; the stream builds these per decision and policy (session 17).
+    def __init__(self, kind: str, tier: str, actor: str, reason: str, set_at: datetime, expires_at: datetime | None,
+                 command_id: str) -> None:
+        self.kind = kind
+        self.tier = tier
+        self.actor = actor
+        self.reason = reason
+        self.set_at = set_at
+        self.expires_at = expires_at
+        self.command_id = command_id
+
     def view(self) -> OverrideView:
         """The override as reads and outputs show it."""
         return OverrideView(
@@ -128,6 +140,18 @@ class Pending:
     warned: bool = False
     blocked_to: str | None = None
 
+    # An explicit __init__: the one @dataclass generates runs interpreted under mypyc (~0.1 µs for three fields,
+    # more with more) against ~0.02 µs native; the stream builds these per decision and policy (session 17).
+    def __init__(self, direction: str, target: str, since: datetime, due: datetime | None = None, reason: str = "now",
+                 warned: bool = False, blocked_to: str | None = None) -> None:
+        self.direction = direction
+        self.target = target
+        self.since = since
+        self.due = due
+        self.reason = reason
+        self.warned = warned
+        self.blocked_to = blocked_to
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
         return {"d": self.direction, "t": self.target, "s": _iso(self.since), "u": _iso(self.due),
@@ -151,6 +175,19 @@ class Proposal:
     cause: str
     event_id: str | None
     rule: int
+
+    # An explicit __init__: the one @dataclass generates runs interpreted under mypyc (~0.1 µs for three fields,
+    # more with more) against ~0.02 µs native; the stream builds these per decision and policy (session 17).
+    def __init__(self, id: str, from_tier: str, to_tier: str, created: datetime, expires: datetime, cause: str,
+                 event_id: str | None, rule: int) -> None:
+        self.id = id
+        self.from_tier = from_tier
+        self.to_tier = to_tier
+        self.created = created
+        self.expires = expires
+        self.cause = cause
+        self.event_id = event_id
+        self.rule = rule
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -190,6 +227,35 @@ class TierTrack:
     proposals: int = 0
     ledger: list[LedgerEntry] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+
+    # An explicit __init__: the one @dataclass generates runs interpreted under mypyc (~0.1 µs for three fields,
+    # more with more) against ~0.02 µs native; the stream builds these per decision and policy (session 17).
+    def __init__(
+        self, customer_id: str, tier: str | None = None, since: datetime | None = None, seq: int = 0,
+        held: str | None = None, held_since: datetime | None = None, scored: str | None = None,
+        score: float | None = None, keep: tuple[float, bool, float] | None = None, pending: Pending | None = None,
+        proposal: Proposal | None = None, override: Override | None = None, last_review: datetime | None = None,
+        at: datetime | None = None, flip_flops: int = 0, proposals: int = 0, ledger: list[LedgerEntry] | None = None,
+        commands: list[str] | None = None,
+    ) -> None:
+        self.customer_id = customer_id
+        self.tier = tier
+        self.since = since
+        self.seq = seq
+        self.held = held
+        self.held_since = held_since
+        self.scored = scored
+        self.score = score
+        self.keep = keep
+        self.pending = pending
+        self.proposal = proposal
+        self.override = override
+        self.last_review = last_review
+        self.at = at
+        self.flip_flops = flip_flops
+        self.proposals = proposals
+        self.ledger = [] if ledger is None else ledger  # a fresh list each (the dataclass default_factory)
+        self.commands = [] if commands is None else commands
 
     @staticmethod
     def resume(customer_id: str, tier: str, since: datetime, seq: int, cause: str = "event") -> TierTrack:

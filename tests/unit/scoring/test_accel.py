@@ -152,3 +152,18 @@ def test_constants_of_compiled_modules_are_final() -> None:
 def test_the_constant_check_finds_what_it_must() -> None:
     source = "X = 1\nA, B = 1, 2\nC: int = 3\nD: Final = 4\nE: Final[int] = 5\nT = TypeVar('T')\nlower = 6\n"
     assert _unannotated_constants(source) == ["X (line 1)", "A (line 2)", "B (line 2)", "C (line 3)"]
+
+
+def test_classes_built_per_decision_have_their_own_init() -> None:
+    """A dataclass's generated ``__init__`` (made from text: its code's file is ``<string>``) runs interpreted under
+    mypyc, ~0.5 µs a construction when frozen against ~0.02 µs for one written in the class (session 17); these
+    are built per record, or per decision and policy."""
+    from scoring.lifecycle.results import StepResult, TierChange
+    from scoring.lifecycle.track import Override, Pending, Proposal, TierTrack
+    from scoring.policy.compiled import Decision
+    from streams.batch import InRecord
+
+    classes = (Decision, InRecord, Override, Pending, Proposal, StepResult, TierChange, TierTrack)
+    generated = [c.__name__ for c in classes
+                 if getattr(getattr(c.__init__, "__code__", None), "co_filename", "") == "<string>"]
+    assert generated == []
