@@ -47,6 +47,7 @@ COMPILED: tuple[str, ...] = (
     "scoring/dedup.py",
     "scoring/features.py",
     "scoring/state.py",
+    "scoring/state_tables.py",
     "scoring/timers.py",
     "scoring/policy/adjustments.py",
     "scoring/policy/compared.py",
@@ -54,6 +55,7 @@ COMPILED: tuple[str, ...] = (
     "scoring/policy/conditions.py",
     "scoring/policy/context.py",
     "scoring/policy/intervals.py",
+    "scoring/policy/lifecycle.py",
     "scoring/policy/scores.py",
     "scoring/policy/tiers.py",
     "scoring/lifecycle/commands.py",
@@ -64,6 +66,7 @@ COMPILED: tuple[str, ...] = (
     "scoring/lifecycle/track.py",
     "streams/batch.py",
     "streams/decide.py",
+    "streams/topics.py",
 )
 
 ROOT = Path(__file__).resolve().parent.parent

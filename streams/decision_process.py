@@ -68,7 +68,7 @@ __all__ = ["DecisionPool", "RecordTuple", "States", "build_processor", "fingerpr
            "merge", "split", "split_rows"]
 
 #: A record as it crosses the pipe: (topic, partition, offset, key, value, timestamp). A tuple, because the
-#: compiled build's frozen ``InRecord`` cannot be unpickled (:func:`_unpack`).
+#: compiled build's ``InRecord`` cannot be unpickled (:func:`_unpack`).
 RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
 States = dict[tuple[str, int], bytes | None]
 DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
@@ -162,9 +162,10 @@ def _pack(r: InRecord) -> RecordTuple:
 
 
 def _unpack(decided: Decided) -> Outbox:
-    """The child's outbox with its dead letters back in. Why apart: ``InRecord`` and ``DeadLetter`` are
-    frozen dataclasses, which the compiled build's classes cannot unpickle (their ``__setstate__`` assigns
-    fields), and a result that fails to unpickle breaks the whole pool."""
+    """The child's outbox with its dead letters back in. Why apart: the compiled build's ``InRecord`` and
+    ``DeadLetter`` cannot be unpickled (frozen dataclasses until session 17, whose ``__setstate__`` assigns
+    fields; since, native classes whose ``__init__`` takes every field, which unpickling does not pass), and
+    a result that fails to unpickle breaks the whole pool."""
     out, dead, _ = decided
     out.dead_letters = [DeadLetter(InRecord(*r), reason, detail) for r, reason, detail in dead]
     return out

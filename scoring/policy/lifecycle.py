@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Final
 
 from schemas.policy import ApprovalRule, Lifecycle, Policy
 from scoring.policy.context import CompileContext
@@ -21,7 +22,7 @@ from scoring.policy.errors import join_path
 #: (threshold, inclusive) of a tier's band lower bound, in the units of the banded number.
 Threshold = tuple[float, bool]
 
-_REVIEW_MODES = ("at_review", "one_step")
+_REVIEW_MODES: Final = ("at_review", "one_step")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class CompiledLifecycle:
         return None
 
 
-DEFAULT_LIFECYCLE = CompiledLifecycle()
+DEFAULT_LIFECYCLE: Final = CompiledLifecycle()
 
 
 def reaches(value: float, threshold: Threshold) -> bool:
