@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -66,6 +66,11 @@ class InRecord:
         self.value = value
         self.timestamp = timestamp
 
+    # Pickle and copy by construction: a mypyc class with its own __init__ cannot be created empty, which is how
+    # the default protocol copies (TypeError in the compiled build only; tests/unit/scoring/test_pickling.py).
+    def __reduce__(self) -> tuple[type[InRecord], tuple[Any, ...]]:
+        return (InRecord, (self.topic, self.partition, self.offset, self.key, self.value, self.timestamp))
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -74,6 +79,10 @@ class DeadLetter:
     record: InRecord
     reason: str
     detail: str
+
+    # Frozen: the default protocol's __setstate__ assigns the fields, which a compiled frozen class refuses.
+    def __reduce__(self) -> tuple[type[DeadLetter], tuple[Any, ...]]:
+        return (DeadLetter, (self.record, self.reason, self.detail))
 
 
 @dataclass(slots=True)

@@ -67,8 +67,9 @@ from tierstream.settings import Settings
 __all__ = ["DecisionPool", "RecordTuple", "States", "build_processor", "fingerprint", "lateness_horizon", "loader",
            "merge", "split", "split_rows"]
 
-#: A record as it crosses the pipe: (topic, partition, offset, key, value, timestamp). A tuple, because the
-#: compiled build's ``InRecord`` cannot be unpickled (:func:`_unpack`).
+#: A record as it crosses the pipe: (topic, partition, offset, key, value, timestamp). A tuple: the worker
+#: builds it straight from the consumer's message (``to_row``) and pickle writes it without a class reference
+#: or a constructor call per record (an ``InRecord`` pickles too, by its ``__reduce__``, since session 18).
 RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
 States = dict[tuple[str, int], bytes | None]
 DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
@@ -162,10 +163,10 @@ def _pack(r: InRecord) -> RecordTuple:
 
 
 def _unpack(decided: Decided) -> Outbox:
-    """The child's outbox with its dead letters back in. Why apart: the compiled build's ``InRecord`` and
-    ``DeadLetter`` cannot be unpickled (frozen dataclasses until session 17, whose ``__setstate__`` assigns
-    fields; since, native classes whose ``__init__`` takes every field, which unpickling does not pass), and
-    a result that fails to unpickle breaks the whole pool."""
+    """The child's outbox with its dead letters back in. Why apart: dead letters cross the pipe as tuples,
+    like the records (:data:`RecordTuple`). Until session 18 the compiled build's ``InRecord`` and ``DeadLetter``
+    could not be unpickled at all (no ``__reduce__``), and a result that fails to unpickle breaks the whole
+    pool; tests/unit/scoring/test_pickling.py now keeps them picklable."""
     out, dead, _ = decided
     out.dead_letters = [DeadLetter(InRecord(*r), reason, detail) for r, reason, detail in dead]
     return out

@@ -20,6 +20,10 @@ class Topics:
 
     prefix: str = "tierstream."
 
+    # Frozen: the default protocol's __setstate__ assigns the field, which a compiled frozen class refuses.
+    def __reduce__(self) -> tuple[type[Topics], tuple[str]]:
+        return (Topics, (self.prefix,))
+
     def input(self, event_type: str) -> str:
         """Input topic of one event type (``order`` -> ``<prefix>events.order``)."""
         if event_type not in EVENT_TYPES:

@@ -65,6 +65,15 @@ class TierChange:
         self.override = override
         self.note = {} if note is None else note
 
+    # Pickle and copy by construction: a mypyc class with its own __init__ cannot be created empty, which is how
+    # the default protocol copies (TypeError in the compiled build only; tests/unit/scoring/test_pickling.py).
+    def __reduce__(self) -> tuple[type[TierChange], tuple[Any, ...]]:
+        return (TierChange, (
+            self.customer_id, self.policy, self.policy_version, self.from_tier, self.to_tier, self.direction,
+            self.cause, self.sequence, self.effective_at, self.event_id, self.score, self.scored_tier, self.held_tier,
+            self.override, self.note,
+        ))
+
     @property
     def change_id(self) -> str:
         """The deterministic id (:func:`schemas.outputs.change_id`)."""
@@ -130,6 +139,11 @@ class StepResult:
         self.at_risk = at_risk
         self.command = command
         self.flip_flops = flip_flops
+
+    def __reduce__(self) -> tuple[type[StepResult], tuple[Any, ...]]:
+        return (StepResult, (
+            self.track, self.changes, self.proposed, self.closed, self.at_risk, self.command, self.flip_flops,
+        ))
 
     @property
     def tier(self) -> str | None:

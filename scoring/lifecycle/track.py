@@ -98,6 +98,13 @@ class Override:
         self.expires_at = expires_at
         self.command_id = command_id
 
+    # Pickle and copy by construction: a mypyc class with its own __init__ cannot be created empty, which is how
+    # the default protocol copies (TypeError in the compiled build only; tests/unit/scoring/test_pickling.py).
+    def __reduce__(self) -> tuple[type[Override], tuple[Any, ...]]:
+        return (Override, (
+            self.kind, self.tier, self.actor, self.reason, self.set_at, self.expires_at, self.command_id,
+        ))
+
     def view(self) -> OverrideView:
         """The override as reads and outputs show it."""
         return OverrideView(
@@ -152,6 +159,9 @@ class Pending:
         self.warned = warned
         self.blocked_to = blocked_to
 
+    def __reduce__(self) -> tuple[type[Pending], tuple[Any, ...]]:
+        return (Pending, (self.direction, self.target, self.since, self.due, self.reason, self.warned, self.blocked_to))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
         return {"d": self.direction, "t": self.target, "s": _iso(self.since), "u": _iso(self.due),
@@ -188,6 +198,11 @@ class Proposal:
         self.cause = cause
         self.event_id = event_id
         self.rule = rule
+
+    def __reduce__(self) -> tuple[type[Proposal], tuple[Any, ...]]:
+        return (Proposal, (
+            self.id, self.from_tier, self.to_tier, self.created, self.expires, self.cause, self.event_id, self.rule,
+        ))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -256,6 +271,13 @@ class TierTrack:
         self.proposals = proposals
         self.ledger = [] if ledger is None else ledger  # a fresh list each (the dataclass default_factory)
         self.commands = [] if commands is None else commands
+
+    def __reduce__(self) -> tuple[type[TierTrack], tuple[Any, ...]]:
+        return (TierTrack, (
+            self.customer_id, self.tier, self.since, self.seq, self.held, self.held_since, self.scored, self.score,
+            self.keep, self.pending, self.proposal, self.override, self.last_review, self.at, self.flip_flops,
+            self.proposals, self.ledger, self.commands,
+        ))
 
     @staticmethod
     def resume(customer_id: str, tier: str, since: datetime, seq: int, cause: str = "event") -> TierTrack:

@@ -75,6 +75,11 @@ class Decision:
     def _fields(self) -> tuple[Any, ...]:
         return (self._policy, self._version, self._tier, self._score, self._explanation, self._entitlements)
 
+    # Pickle and copy by construction: a mypyc class with its own __init__ cannot be created empty, which is how
+    # the default protocol copies (TypeError in the compiled build only; tests/unit/scoring/test_pickling.py).
+    def __reduce__(self) -> tuple[type[Decision], tuple[Any, ...]]:
+        return (Decision, self._fields())
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision):
             return NotImplemented
