@@ -167,3 +167,46 @@ def test_classes_built_per_decision_have_their_own_init() -> None:
     generated = [c.__name__ for c in classes
                  if getattr(getattr(c.__init__, "__code__", None), "co_filename", "") == "<string>"]
     assert generated == []
+
+
+def _final_names(source: str) -> set[str]:
+    """Module-level names of ``source`` bound with a ``Final`` annotation."""
+    return {node.target.id for node in ast.parse(source).body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            and "Final" in ast.unparse(node.annotation)}
+
+
+def _patched_finals(source: str, finals: set[str]) -> list[str]:
+    """Calls in ``source`` that patch a name of ``finals``: ``monkeypatch.setattr(obj, "NAME", ...)``,
+    ``setattr(obj, "NAME", ...)``, ``patch.object(obj, "NAME")`` or ``patch("pkg.mod.NAME")``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = ast.unparse(node.func)
+        args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+        if func.endswith(("setattr", "patch.object")) and len(args) > 1 and args[1] is not None:
+            names = [args[1]]  # (object, "NAME", value)
+        elif func.endswith(("setattr", "patch")) and args and args[0] is not None and "." in args[0]:
+            names = [args[0].rsplit(".", 1)[1]]  # ("package.module.NAME", ...)
+        else:
+            continue
+        found += [f"{name} (line {node.lineno})" for name in names if name in finals]
+    return found
+
+
+def test_no_test_patches_a_final_constant_of_a_compiled_module() -> None:
+    """mypyc inlines a ``Final`` constant into the code that uses it: patching the module attribute in a test
+    changes nothing in the compiled build (which ``make test`` runs) and everything in the source one, so such
+    a test would pass or fail by build. Patch a setting or an argument instead."""
+    finals = set().union(*(_final_names((ROOT / rel).read_text()) for rel in COMPILED))
+    offending = {str(path.relative_to(ROOT)): hits for path in sorted((ROOT / "tests").rglob("*.py"))
+                 if (hits := _patched_finals(path.read_text(), finals))}
+    assert offending == {}
+
+
+def test_the_patch_check_finds_what_it_must() -> None:
+    source = ('monkeypatch.setattr(state, "DAY", 1)\nsetattr(m, "_MEMO_MAX", 2)\npatch("scoring.state.DAY")\n'
+              'monkeypatch.setattr(accel, "_STATUS", s)\nmonkeypatch.setattr("scoring.state.DAY", 3)\n')
+    assert _patched_finals(source, {"DAY", "_MEMO_MAX"}) == [
+        "DAY (line 1)", "_MEMO_MAX (line 2)", "DAY (line 3)", "DAY (line 5)"]
