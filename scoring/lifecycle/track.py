@@ -349,21 +349,20 @@ class TierTrack:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TierTrack:
         """Inverse of :meth:`to_dict` (positional construction, in declaration order: hot in the stream)."""
-        get = d.get
-        keep = get("k")
-        since, held_since, last_review, at = get("s"), get("hs"), get("lr"), get("at")
-        pending, proposal, override = get("p"), get("pr"), get("o")
-        ledger = get("l")
-        commands = get("cm")
+        keep = d.get("k")
+        since, held_since, last_review, at = d.get("s"), d.get("hs"), d.get("lr"), d.get("at")
+        pending, proposal, override = d.get("p"), d.get("pr"), d.get("o")
+        ledger = d.get("l")
+        commands = d.get("cm")
         return TierTrack(
             d["c"],
-            get("t"),
+            d.get("t"),
             None if since is None else _fromiso(since),
             d["q"],
-            get("h"),
+            d.get("h"),
             None if held_since is None else _fromiso(held_since),
-            get("sc"),
-            get("sv"),
+            d.get("sc"),
+            d.get("sv"),
             None if keep is None else (float(keep[0]), bool(keep[1]), float(keep[2])),
             None if pending is None else Pending.from_dict(pending),
             None if proposal is None else Proposal.from_dict(proposal),
