@@ -66,6 +66,7 @@ COMPILED: tuple[str, ...] = (
     "scoring/lifecycle/track.py",
     "streams/batch.py",
     "streams/decide.py",
+    "streams/partitioning.py",
     "streams/topics.py",
 )
 

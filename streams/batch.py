@@ -147,8 +147,9 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------ validation and routing
     def _partition(self, cid: bytes) -> int:
-        """``partition_for(cid, partitions)``, memoized: murmur2 in pure Python costs microseconds, it is
-        checked for every record, and customers recur (key skew). Bounded: cleared when full."""
+        """``partition_for(cid, partitions)``, memoized: it is checked for every record, and customers recur
+        (key skew). The memo dates from kafka-python's pure-Python murmur2 (~1.9 µs a key); the compiled one
+        (session 18) takes ~0.04 µs, about a dict lookup. Bounded: cleared when full."""
         p = self._partitions.get(cid)
         if p is None:
             if len(self._partitions) >= _PARTITION_MEMO:
