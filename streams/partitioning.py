@@ -23,9 +23,12 @@ _M: Final = 0x5BD1E995  # mixing constant
 _MASK: Final = 0xFFFFFFFF
 
 
-def partition_for(key: bytes, partitions: int) -> int:
-    """Partition of ``key`` among ``partitions`` (identical to Kafka's DefaultPartitioner for keyed records)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+def partition_for(key: bytes | bytearray | memoryview, partitions: int) -> int:
+    """Partition of ``key`` among ``partitions`` (identical to Kafka's DefaultPartitioner for keyed records).
+
+    Any bytes-like key, as kafka-python's partitioner took (compiled code checks argument types: a
+    ``bytearray`` passed where ``bytes`` is declared would raise)."""
+    return (murmur2(key if isinstance(key, bytes) else bytes(key)) & 0x7FFFFFFF) % partitions
 
 
 def murmur2(data: bytes) -> int:

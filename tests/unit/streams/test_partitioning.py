@@ -32,3 +32,8 @@ def test_partition_is_kafkas_default_partitioner() -> None:
 def test_a_known_value() -> None:
     # Kafka's own test vector (clients/src/test/.../UtilsTest.java: murmur2 of "21" is -973932308 as a signed int)
     assert murmur2(b"21") - (1 << 32) == -973932308
+
+
+def test_any_bytes_like_key_is_partitioned_like_its_bytes() -> None:
+    for key in (bytearray(b"cust-9"), memoryview(b"cust-9")):
+        assert partition_for(key, 12) == (kafka_murmur2(b"cust-9") & 0x7FFFFFFF) % 12
