@@ -99,7 +99,6 @@ class Outbox(Effects):
 
 StateLoader = Callable[[str, int], bytes | None]  # (customer_id, partition) -> stored state
 
-_PARTITION_MEMO: Final = 1 << 14  # customer ids whose partition BatchProcessor remembers (~0.1 kB each)
 
 #: A step of :meth:`BatchProcessor.steps` ends after this much work: the loop then answers within ~10 ms
 #: (web, metrics, timers, rebalance callbacks), and a batch of 40,000 records yields ~100-300 times. Every
@@ -143,19 +142,12 @@ class BatchProcessor:
         self._horizon_us = horizon // timedelta(microseconds=1)
         self._skew_us = max_future_skew // timedelta(microseconds=1)
         self.decider = Decider(self.policies, thresholds or {}, shadows, rewrite_elided=rewrite_elided)
-        self._partitions: dict[bytes, int] = {}  # customer id -> partition_for(it): see _partition
 
     # ------------------------------------------------------------------ validation and routing
     def _partition(self, cid: bytes) -> int:
-        """``partition_for(cid, partitions)``, memoized: it is checked for every record, and customers recur
-        (key skew). The memo dates from kafka-python's pure-Python murmur2 (~1.9 µs a key); the compiled one
-        (session 18) takes ~0.04 µs, about a dict lookup. Bounded: cleared when full."""
-        p = self._partitions.get(cid)
-        if p is None:
-            if len(self._partitions) >= _PARTITION_MEMO:
-                self._partitions.clear()
-            p = self._partitions[cid] = partition_for(cid, self.partitions)
-        return p
+        """``partition_for(cid, partitions)``, checked for every record. Not memoized: compiled
+        (streams.partitioning), it costs about what a dict lookup of the key would."""
+        return partition_for(cid, self.partitions)
 
     def _route(self, rec: InRecord, latest: int, out: Outbox) -> tuple[AnyEvent, int] | None:
         """The valid event to fold for this record and its ``occurred_at`` as epoch microseconds (what the fold
