@@ -17,7 +17,10 @@ subtracted from both), decays run and stored, tier changes, and
 three digests: ``outputs`` (every tier change, notice, audit record and dead letter, in order), ``decisions``
 (the same and every read-model record) and ``states`` (every final stored state, with the next-due
 bookkeeping and the elision keys blanked: a schedule and a cache, not decisions). Equal digests before and
-after a change = identical decisions and state. Since session 5 a policy decision whose inputs did not
+after a change = identical decisions and state. Since session 19 also the CPU of encoding each batch's outputs
+as a decision process does (``streams.encoded.encode_outputs``), apart from the figure above (which stays
+comparable with earlier sessions), and the ``encoded`` digest of those bytes (what reaches Kafka and Redis).
+Since session 5 a policy decision whose inputs did not
 change is elided (``streams.decide``); all three digests are those of the code before (session 4's).
 
 The process runs with the worker's garbage-collector settings (``--gc worker``, since session 6; figures of
@@ -50,6 +53,7 @@ from scoring.state import MAX_RETENTION_DAYS, CustomerState  # noqa: E402
 from scoring.timers import continuous_thresholds  # noqa: E402
 from streams.batch import BOOKKEEPING, BatchProcessor, InRecord, Outbox  # noqa: E402
 from streams.due import DueIndex  # noqa: E402
+from streams.encoded import encode_outputs  # noqa: E402
 from streams.partitioning import partition_for  # noqa: E402
 from streams.topics import Topics  # noqa: E402
 from tierstream.commands.worker import tune_gc  # noqa: E402
@@ -88,6 +92,8 @@ class Run:
         self.watermarks: dict[int, datetime] = {}
         self.decays = self.decays_stored = self.changes = self.read_records = self.elided = 0
         self.overhead = 0.0  # CPU seconds of the harness's own digest work (subtracted)
+        self.encode_cpu = 0.0  # CPU seconds of encode_outputs (the decision process's last step), apart
+        self.encoded = hashlib.blake2b(digest_size=16)  # every encoded output's bytes, in order
         self.digest = hashlib.blake2b(digest_size=16)
         self.outputs = hashlib.blake2b(digest_size=16)  # the decisions digest without read-model records
 
@@ -104,10 +110,25 @@ class Run:
     def _record(self, out: Outbox) -> None:
         """Fold every decision output into the digest (in order). Its CPU time is the harness's, not the
         worker's (serializing every read-model record costs as much as a third of the scoring): it is
-        measured and subtracted."""
+        measured and subtracted. Then encode the outputs as a decision process does before returning them
+        (``streams.encoded.encode_outputs``: tier changes, Redis values, snapshot records), timed apart
+        (``encode_cpu``), and fold the bytes into the ``encoded`` digest (harness time again)."""
         started = time.process_time()
         self._digest(out)
-        self.overhead += time.process_time() - started
+        encoding = time.process_time()
+        encoded = encode_outputs(out)
+        encoded_at = time.process_time()
+        self.encode_cpu += encoded_at - encoding
+        update = self.encoded.update
+        for change in encoded.changes:
+            update(change.wire)
+            update(change.ledger.member)
+        for write in encoded.records:
+            update(write.value)
+        for key, value in encoded.snapshots:
+            update(key)
+            update(value)
+        self.overhead += time.process_time() - encoded_at + encoding - started
 
     def _digest(self, out: Outbox) -> None:
         self.changes += len(out.tier_changes)
@@ -189,12 +210,14 @@ def scenario(name: str, specs: list[str], records: list[InRecord], args: argpars
             profiler.dump_stats(args.profile)
         # the digest's CPU time is taken off both: what remains is the worker's processing
         wall = time.perf_counter() - wall0 - run.overhead
-        cpu = time.process_time() - cpu0 - run.overhead
+        cpu = time.process_time() - cpu0 - run.overhead - run.encode_cpu
         result = {
             "events": len(records), "seconds": round(wall, 3), "events_per_second": round(len(records) / wall),
             "cpu_seconds_per_1000": round(cpu / len(records) * 1000, 4), "decays": run.decays,
             "decays_stored": run.decays_stored, "tier_changes": run.changes, "decisions": run.digest.hexdigest(),
             "outputs": run.outputs.hexdigest(), "read_model_records": run.read_records, "elided": run.elided,
+            "encode_cpu_seconds_per_1000": round(run.encode_cpu / len(records) * 1000, 4),
+            "encoded": run.encoded.hexdigest(),
         }
         if best is None or result["cpu_seconds_per_1000"] < best["cpu_seconds_per_1000"]:
             best = result
@@ -238,6 +261,8 @@ def main() -> None:
               f"decays {r['decays']:,} (stored {r['decays_stored']:,})  tier changes {r['tier_changes']:,}  "
               f"read-model records {r['read_model_records']:,}  elided policy decisions {r['elided']:,}", flush=True)
         print(f"      outputs {r['outputs']}  states {r['states']}  decisions {r['decisions']}", flush=True)
+        print(f"      encode {r['encode_cpu_seconds_per_1000']:.4f} CPU s/1k events (not in the figure above)  "
+              f"encoded {r['encoded']}", flush=True)
     if "one" in results and "all" in results:
         print(f"all / one: {results['all']['events_per_second'] / results['one']['events_per_second']:.3f}")
 

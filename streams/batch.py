@@ -344,5 +344,37 @@ class BatchProcessor:
 
 
 def encode_change(change: TierChangeEvent) -> bytes:
-    """The wire form of a tier change (JSON, field names by alias: ``from``/``to``)."""
+    """The wire form of a tier change (JSON, field names by alias: ``from``/``to``): exactly
+    ``orjson.dumps(change.model_dump(mode="json", by_alias=True))``.
+
+    That pipeline's only conversions are pydantic's JSON mode: datetimes become RFC 3339 text (``Z`` for
+    offset zero), tuples lists, anything else orjson would refuse (``Decimal``, ``timedelta``) text; floats,
+    ints, strings and containers pass to orjson unchanged. So orjson alone, with ``OPT_UTC_Z``, writes the
+    same bytes for every value it takes, without building the model's dump (with its explanation): 24-34 µs
+    a change before, ~6 µs now (session 19; one per tier change, in the decision processes). What orjson
+    refuses (``TypeError``) goes the old way, and so does a score that is not a float (pydantic writes an
+    ``int`` there as a float). tests/unit/streams/test_encode_change.py compares the two."""
+    fields = change.__dict__
+    score = fields["score"]
+    if score is None or type(score) is float:
+        try:
+            return orjson.dumps({
+                "schema_version": fields["schema_version"],
+                "change_id": fields["change_id"],
+                "customer_id": fields["customer_id"],
+                "policy": fields["policy"],
+                "policy_version": fields["policy_version"],
+                "from": fields["from_tier"],
+                "to": fields["to_tier"],
+                "direction": fields["direction"],
+                "cause": fields["cause"],
+                "score": score,
+                "sequence": fields["sequence"],
+                "event_id": fields["event_id"],
+                "effective_at": fields["effective_at"],
+                "decided_at": fields["decided_at"],
+                "explanation": fields["explanation"],
+            }, option=orjson.OPT_UTC_Z)
+        except TypeError:
+            pass  # a value orjson does not write (Decimal, timedelta, a big int): pydantic converts it first
     return orjson.dumps(change.model_dump(mode="json", by_alias=True))

@@ -1,0 +1,117 @@
+"""``codec.encode`` (the read model's Redis value, written per policy per decision) gives exactly pydantic's
+``model_dump_json`` bytes, on its orjson fast path and on the values it leaves to pydantic.
+
+Regression guard for session 19's fast path: a field added to ``TierRecord``, a datetime or float written
+differently, or a value type the fast path does not check would change what Redis stores and what the API
+reads back."""
+
+from __future__ import annotations
+
+import random
+import struct
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic_core import TzInfo
+
+from schemas.readmodel import RoutingHints, TierRecord
+from streams.decide import _unchecked_record
+from tierstream.readmodel import codec
+
+
+def _pydantic(record: TierRecord) -> bytes:
+    return record.model_dump_json(exclude={"customer_id", "policy"}).encode()
+
+
+def _float(rnd: random.Random) -> float:
+    kind = rnd.randrange(4)
+    if kind == 0:  # any finite double, every exponent
+        while True:
+            value: float = struct.unpack("d", struct.pack("Q", rnd.getrandbits(64)))[0]
+            if value == value and abs(value) != float("inf"):
+                return value
+    if kind == 1:  # what scores look like: a few decimals
+        return round(rnd.uniform(-1e6, 1e6), rnd.randint(0, 8))
+    if kind == 2:  # whole numbers as floats, around the exponent-notation thresholds
+        return float(rnd.choice([0, 1, 100, 10**15, 10**16, 10**17, 10**21, 10**22, 2**53]))
+    return rnd.uniform(0, 1) * 10.0 ** rnd.randint(-30, 30)
+
+
+_ZONES = [UTC, timezone(timedelta(0)), TzInfo(0), TzInfo(3600), timezone(timedelta(hours=-5, minutes=-30)),
+          timezone(timedelta(hours=5, minutes=45))]
+
+
+def _time(rnd: random.Random) -> datetime:
+    micro = rnd.choice([0, 1, 120000, 999999, rnd.randrange(1_000_000)])
+    return datetime(rnd.randint(1, 9999), rnd.randint(1, 12), rnd.randint(1, 28), rnd.randrange(24),
+                    rnd.randrange(60), rnd.randrange(60), micro, tzinfo=rnd.choice(_ZONES))
+
+
+_TEXT = ["gold", "Platinum Club", "é-tier", "a\"b\\c", "tab\there", "nl\nx", "\x00\x1f\x7f", "\u2028", "😀", "/"]
+
+
+def _values(rnd: random.Random, **fixed: Any) -> dict[str, Any]:
+    values = {
+        "policy_version": rnd.choice([0, 1, 7, 2**40]),
+        "tier": rnd.choice(_TEXT),
+        "scored_tier": rnd.choice([None, *_TEXT]),
+        "score": rnd.choice([None, _float(rnd)]),
+        "since": _time(rnd),
+        "override": None,
+        "version": rnd.randrange(10**9),
+        "sequence": rnd.choice([None, 0, rnd.randrange(10**6)]),
+        "change_id": rnd.choice([None, "0123456789abcdef0123456789abcdef"]),
+        "updated_at": _time(rnd),
+        "routing": RoutingHints(**rnd.choice([
+            {}, {"queue": "vip"},
+            {"queue": rnd.choice(_TEXT), "priority": 3, "response_time_target_seconds": abs(_float(rnd))}])),
+        "customer_id": "c-1",
+        "policy": "five_tier",
+    }
+    values.update(fixed)
+    return values
+
+
+def test_fast_path_equals_pydantic_on_random_records() -> None:
+    rnd = random.Random(19)
+    for _ in range(20_000):
+        values = _values(rnd)
+        # both ways the worker builds records: validated, and unchecked (streams.decide, no validation)
+        built = _unchecked_record(values)
+        assert codec.encode(built) == _pydantic(built), values
+        validated = TierRecord(**values)
+        assert codec.encode(validated) == _pydantic(validated), values
+
+
+@pytest.mark.parametrize("fixed", [
+    {"score": 100},  # an int score: pydantic writes its own float text (1.152921504606847e+18 for 2**60)
+    {"score": 2**60},
+    {"score": True},
+    {"override": {"kind": "pin", "tier": "gold", "until": None, "x": 1.5, "n": 2**60}},
+    {"override": {}},
+])
+def test_values_left_to_pydantic_encode_as_pydantic_does(fixed: dict[str, Any]) -> None:
+    rnd = random.Random(7)
+    for _ in range(50):
+        record = _unchecked_record(_values(rnd, **fixed))
+        assert codec.encode(record) == _pydantic(record)
+
+
+def test_fields_are_the_records_fields() -> None:
+    # the fast path writes a fixed field list: a field added to TierRecord must be added there too
+    record = TierRecord(**_values(random.Random(1)))
+    assert list(codec.orjson.loads(codec.encode(record))) == [
+        name for name in TierRecord.model_fields if name not in ("customer_id", "policy")]
+
+
+def test_routing_json_is_per_object_not_per_id() -> None:
+    # the cache is keyed by id(); an id reused by a new object after the old one died must not serve the old
+    # object's JSON
+    first = RoutingHints(queue="a")
+    record = TierRecord(**_values(random.Random(2), routing=first))
+    assert b'"queue":"a"' in codec.encode(record)
+    second = RoutingHints(queue="b")
+    codec._ROUTING_JSON[id(second)] = (first, codec._ROUTING_JSON[id(first)][1])  # a stale entry under second's id
+    record = TierRecord(**_values(random.Random(2), routing=second))
+    assert b'"queue":"b"' in codec.encode(record)
