@@ -115,3 +115,20 @@ def test_routing_json_is_per_object_not_per_id() -> None:
     codec._ROUTING_JSON[id(second)] = (first, codec._ROUTING_JSON[id(first)][1])  # a stale entry under second's id
     record = TierRecord(**_values(random.Random(2), routing=second))
     assert b'"queue":"b"' in codec.encode(record)
+
+
+def test_the_value_holds_no_spare_buffer() -> None:
+    # orjson's output buffer starts at 4 kB and is never shrunk (orjson#483): a batch holds tens of thousands
+    # of values, so each must be copied to its own size
+    import tracemalloc
+
+    hints = RoutingHints(queue="vip")
+    records = [TierRecord(**_values(random.Random(i), routing=hints)) for i in range(200)]
+    codec.encode(records[0])  # the routing cache's entry is made before measuring
+    tracemalloc.start()
+    try:
+        values = [codec.encode(r) for r in records]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(values) == 200 and held < 200 * 1024  # ~0.4 kB a value; 4 kB each without the copy
