@@ -29,6 +29,7 @@ import orjson
 from schemas.outputs import TierChangeEvent
 from schemas.readmodel import TierRecord
 from streams.batch import Outbox, encode_change
+from tierstream.readmodel import codec
 from tierstream.readmodel.writer import LedgerWrite, RecordWrite
 
 __all__ = ["Encoded", "EncodedChange", "encode_changes", "encode_outputs", "exact", "snapshot_record"]
@@ -103,6 +104,6 @@ def encode_outputs(out: Outbox) -> Encoded:
 
 
 def snapshot_record(record: TierRecord) -> tuple[bytes, bytes]:
-    """The customer-tiers (compacted snapshot) record of ``record``: key ``[customer, policy]``, value its JSON."""
-    return (exact(orjson.dumps([record.customer_id, record.policy])),
-            exact(orjson.dumps(record.model_dump(mode="json"))))
+    """The customer-tiers (compacted snapshot) record of ``record``: key ``[customer, policy]``, value its JSON
+    (``orjson.dumps(record.model_dump(mode="json"))``, byte for byte: ``codec.encode_keyed``)."""
+    return exact(orjson.dumps([record.customer_id, record.policy])), exact(codec.encode_keyed(record))

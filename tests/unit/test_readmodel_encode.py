@@ -1,5 +1,6 @@
 """``codec.encode`` (the read model's Redis value, written per policy per decision) gives exactly pydantic's
-``model_dump_json`` bytes, on its orjson fast path and on the values it leaves to pydantic.
+``model_dump_json`` bytes, and ``codec.encode_keyed`` (the snapshot record's value) exactly
+``orjson.dumps(model_dump(mode="json"))``, on their orjson fast path and on the values they leave to pydantic.
 
 Regression guard for session 19's fast path: a field added to ``TierRecord``, a datetime or float written
 differently, or a value type the fast path does not check would change what Redis stores and what the API
@@ -12,6 +13,7 @@ import struct
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from pydantic_core import TzInfo
 
@@ -22,6 +24,11 @@ from tierstream.readmodel import codec
 
 def _pydantic(record: TierRecord) -> bytes:
     return record.model_dump_json(exclude={"customer_id", "policy"}).encode()
+
+
+def _keyed(record: TierRecord) -> bytes:
+    # the snapshot record's value as streams.encoded wrote it before session 19
+    return orjson.dumps(record.model_dump(mode="json"))
 
 
 def _float(rnd: random.Random) -> float:
@@ -80,8 +87,10 @@ def test_fast_path_equals_pydantic_on_random_records() -> None:
         # both ways the worker builds records: validated, and unchecked (streams.decide, no validation)
         built = _unchecked_record(values)
         assert codec.encode(built) == _pydantic(built), values
+        assert codec.encode_keyed(built) == _keyed(built), values
         validated = TierRecord(**values)
         assert codec.encode(validated) == _pydantic(validated), values
+        assert codec.encode_keyed(validated) == _keyed(validated), values
 
 
 @pytest.mark.parametrize("fixed", [
@@ -96,13 +105,15 @@ def test_values_left_to_pydantic_encode_as_pydantic_does(fixed: dict[str, Any]) 
     for _ in range(50):
         record = _unchecked_record(_values(rnd, **fixed))
         assert codec.encode(record) == _pydantic(record)
+        assert codec.encode_keyed(record) == _keyed(record)
 
 
 def test_fields_are_the_records_fields() -> None:
     # the fast path writes a fixed field list: a field added to TierRecord must be added there too
     record = TierRecord(**_values(random.Random(1)))
-    assert list(codec.orjson.loads(codec.encode(record))) == [
+    assert list(orjson.loads(codec.encode(record))) == [
         name for name in TierRecord.model_fields if name not in ("customer_id", "policy")]
+    assert list(orjson.loads(codec.encode_keyed(record))) == list(TierRecord.model_fields)
 
 
 def test_routing_json_is_per_object_not_per_id() -> None:

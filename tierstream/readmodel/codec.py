@@ -32,12 +32,29 @@ def encode(record: TierRecord) -> bytes:
 
     The worker encodes one per policy per decision (eleven presets at live rates: ~9 a event), in the
     decision processes (streams.encoded). pydantic's serializer took 6.9 µs a record (timeit, session 19),
-    orjson over the same values 1.0 µs, with the same bytes: the same field order, RFC 3339 datetimes with
-    ``Z`` for offset zero (``OPT_UTC_Z``), the same shortest float text, the same string escapes
-    (tests/unit/test_readmodel_encode.py compares them over random values). The fast path takes only
-    the values it was checked on: a ``float`` or ``None`` score (pydantic writes an ``int`` there as its own
-    float text, ``1.152921504606847e+18`` where orjson writes ``e18``), ``datetime`` times, no override
-    (rare; its free-form dict is left to pydantic); anything else is pydantic's."""
+    orjson over the same values 1.0 µs, with the same bytes (:func:`_fast`)."""
+    fast = _fast(record, keyed=False)
+    return fast if fast is not None else record.model_dump_json(exclude=_KEY_FIELDS).encode("utf-8")
+
+
+def encode_keyed(record: TierRecord) -> bytes:
+    """JSON of the whole ``record``, key fields last: exactly ``orjson.dumps(record.model_dump(mode="json"))``
+    (the customer-tiers snapshot record's value, one per tier change: streams.encoded.snapshot_record)."""
+    fast = _fast(record, keyed=True)
+    return fast if fast is not None else orjson.dumps(record.model_dump(mode="json"))
+
+
+def _fast(record: TierRecord, *, keyed: bool) -> bytes | None:
+    """``record``'s JSON written by orjson from its field values, or None where that is not known to give
+    pydantic's bytes. It does for the values it takes: the same field order, RFC 3339 datetimes with ``Z`` for
+    offset zero (``OPT_UTC_Z``), the same shortest float text, the same string escapes
+    (tests/unit/test_readmodel_encode.py compares them over random values). It takes a ``float`` or ``None``
+    score (pydantic writes an ``int`` there as its own float text, ``1.152921504606847e+18`` where orjson writes
+    ``e18``), ``datetime`` times and no override (rare; its free-form dict is left to pydantic).
+
+    The bytes are copied to their own size: orjson returns its output buffer, allocated at 4 kB and never
+    shrunk (orjson#483; see streams.encoded.exact), and a batch holds tens of thousands of these (eleven
+    presets: +200 MB of peak memory in bench_throughput's drain before the copy, session 19)."""
     fields = record.__dict__
     score = fields["score"]
     since = fields["since"]
@@ -49,26 +66,24 @@ def encode(record: TierRecord) -> bytes:
         or type(updated_at) is not datetime
         or type(record) is not TierRecord
     ):
-        return record.model_dump_json(exclude=_KEY_FIELDS).encode("utf-8")
-    # copied to its own size: orjson returns its output buffer, allocated at 4 kB and never shrunk (orjson#483;
-    # see streams.encoded.exact), and a batch holds tens of thousands of these (eleven presets: +200 MB of
-    # peak memory in bench_throughput's drain before the copy, session 19)
-    return bytes(memoryview(orjson.dumps(
-        {
-            "policy_version": fields["policy_version"],
-            "tier": fields["tier"],
-            "scored_tier": fields["scored_tier"],
-            "score": score,
-            "since": since,
-            "override": None,
-            "version": fields["version"],
-            "sequence": fields["sequence"],
-            "change_id": fields["change_id"],
-            "updated_at": updated_at,
-            "routing": _routing_json(fields["routing"]),
-        },
-        option=orjson.OPT_UTC_Z,
-    )))
+        return None
+    values = {
+        "policy_version": fields["policy_version"],
+        "tier": fields["tier"],
+        "scored_tier": fields["scored_tier"],
+        "score": score,
+        "since": since,
+        "override": None,
+        "version": fields["version"],
+        "sequence": fields["sequence"],
+        "change_id": fields["change_id"],
+        "updated_at": updated_at,
+        "routing": _routing_json(fields["routing"]),
+    }
+    if keyed:
+        values["customer_id"] = fields["customer_id"]
+        values["policy"] = fields["policy"]
+    return bytes(memoryview(orjson.dumps(values, option=orjson.OPT_UTC_Z)))
 
 
 #: id(hints) -> (hints, its JSON): a policy's tiers share a few RoutingHints objects (streams.decide caches
