@@ -16,8 +16,9 @@ What crosses the pipe, pickled: each part's records as plain tuples (or, for dec
 ``(customer, partition, due time)``), the states the worker read ahead for its customers
 (``{(customer, partition): bytes | None}``) and the time; back comes the part's
 :class:`~streams.batch.Outbox`, its dead letters as tuples, and its tier changes and read-model
-records encoded (streams.encoded). The worker merges the parts' outboxes and does everything else exactly as with an
-in-process decision, under the same lock and in the same order.
+records encoded (streams.encoded), as plain tuples (``Encoded.flat``: a named tuple pickles and loads
+through interpreted Python, ~4 times the cost). The worker merges the parts' outboxes and does everything
+else exactly as with an in-process decision, under the same lock and in the same order.
 
 Invariants:
 - **Same decisions.** Every record of a key goes to the same part, in arrival order (:func:`split`), and
@@ -60,7 +61,7 @@ from scoring.policy import CompiledPolicy, load_policies
 from scoring.state import MAX_RETENTION_DAYS
 from scoring.timers import continuous_thresholds
 from streams.batch import BatchProcessor, DeadLetter, InRecord, Outbox
-from streams.encoded import Encoded, encode_outputs
+from streams.encoded import Encoded, FlatEncoded, encode_outputs
 from streams.topics import Topics
 from tierstream.settings import Settings
 
@@ -73,7 +74,7 @@ __all__ = ["DecisionPool", "RecordTuple", "States", "build_processor", "fingerpr
 RecordTuple = tuple[str, int, int, bytes | None, bytes, float | None]
 States = dict[tuple[str, int], bytes | None]
 DeadTuple = tuple[RecordTuple, str, str]  # a DeadLetter as it crosses the pipe: (record, reason, detail)
-Decided = tuple[Outbox, list[DeadTuple], Encoded]  # what a child returns for its part
+Decided = tuple[Outbox, list[DeadTuple], FlatEncoded]  # what a child returns for its part (Encoded.flat)
 Due = tuple[str, int, datetime]  # a customer due for re-scoring: (customer, partition, due time)
 Fingerprint = tuple[tuple[str, int, int | None], ...]  # (policy id, version, shadow version) per live policy
 
@@ -145,7 +146,7 @@ def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) 
     assert _processor is not None, "the decision process was not initialized"
     out = _processor.process([InRecord(*r) for r in records], loader(states), now)
     dead = [(_pack(d.record), d.reason, d.detail) for d in out.dead_letters]
-    encoded = encode_outputs(out)
+    encoded = encode_outputs(out).flat()
     out.dead_letters = []
     return out, dead, encoded
 
@@ -155,7 +156,7 @@ def _decay_in_child(due: list[Due], states: States, now: datetime) -> Decided:
     and read-model records encoded here (a decay run has no dead letters)."""
     assert _processor is not None, "the decision process was not initialized"
     out = _processor.decay(due, loader(states), now)
-    return out, [], encode_outputs(out)
+    return out, [], encode_outputs(out).flat()
 
 
 def _pack(r: InRecord) -> RecordTuple:
@@ -373,7 +374,7 @@ class DecisionPool:
                  if group]
         decided = await asyncio.gather(*(
             loop.run_in_executor(pool, _decide_in_child, group, part_states, now) for group, _, part_states in parts))
-        encoded = Encoded.joined(d[2] for d in decided)  # each customer's in its part's order
+        encoded = Encoded.joined(Encoded.from_flat(d[2]) for d in decided)  # each customer's in its part's order
         return merge([_unpack(d) for d in decided], [(group, at) for group, at, _ in parts]), encoded
 
     async def decay(self, due: Sequence[Due], states: States, now: datetime) -> tuple[Outbox, Encoded]:
@@ -392,7 +393,7 @@ class DecisionPool:
         decided = await asyncio.gather(*(
             loop.run_in_executor(pool, _decay_in_child, part, part_states, now)
             for part, part_states in zip(parts, mine, strict=True) if part))
-        return merge([d[0] for d in decided]), Encoded.joined(d[2] for d in decided)
+        return merge([d[0] for d in decided]), Encoded.joined(Encoded.from_flat(d[2]) for d in decided)
 
     def stop(self) -> None:
         """End the children after the batch in flight, if any (whose outbox is then not awaited any more)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from scoring import accel
 from scoring.state import CustomerState
 from streams.batch import InRecord, Outbox, encode_change
 from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split, split_rows
-from streams.encoded import Encoded, encode_changes, encode_outputs
+from streams.encoded import Encoded, EncodedChange, encode_changes, encode_outputs
 from streams.partitioning import partition_for
 from streams.topics import Topics
 from streams.worker import Worker, read_states, to_record, to_row
@@ -457,3 +458,20 @@ def test_the_worker_hands_the_pool_its_messages_as_rows_with_the_states_their_ke
     assert rows == [to_row(m) for m in messages]
     assert states == {("c1", 0): b"c1@0", ("c2", 1): b"c2@1"}
     assert sorted(reads) == [("c1", 0), ("c2", 1)]  # once per customer and partition
+
+
+def test_encoded_outputs_cross_the_pipe_as_plain_tuples_and_come_back_equal():
+    """``Encoded.flat`` (what a child returns) holds no named tuple, so pickle neither dumps nor loads one
+    through interpreted Python; ``Encoded.from_flat`` gives back equal outputs of the writer's own types."""
+    batch = records()
+    encoded = encode_outputs(build_processor(SETTINGS).process(batch, loader(states_for(batch, {})), NOW))
+    assert encoded.changes and encoded.records and encoded.snapshots
+    flat = encoded.flat()
+    data = pickle.dumps(flat, protocol=pickle.HIGHEST_PROTOCOL)
+    for name in (b"RecordWrite", b"LedgerWrite", b"EncodedChange"):
+        assert name not in data
+    back = Encoded.from_flat(pickle.loads(data))
+    assert back == encoded
+    assert type(back.records[0]) is RecordWrite and back.records[0].value == encoded.records[0].value
+    assert type(back.changes[0]) is EncodedChange and type(back.changes[0].ledger) is LedgerWrite
+    assert back.changes[0].ledger.member == encoded.changes[0].ledger.member
