@@ -39,6 +39,7 @@ from scoring.timers import next_review
 from streams.decide import BOOKKEEPING, AdminCommand, Decider, Effects, forget_keys, read_records
 from streams.partitioning import partition_for
 from streams.topics import Topics
+from tierstream.readmodel.codec import datetime_text
 
 __all__ = ["BOOKKEEPING", "BatchProcessor", "DeadLetter", "InRecord", "Outbox", "encode_change", "run_steps"]
 
@@ -343,20 +344,33 @@ class BatchProcessor:
         return out
 
 
+#: encode_change's orjson options: datetimes and dataclasses to ``default`` (datetime_text), not orjson's own
+#: writing (it rounds an offset with seconds, and writes a dataclass's ``__dict__``, not its fields)
+_WIRE_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def encode_change(change: TierChangeEvent) -> bytes:
     """The wire form of a tier change (JSON, field names by alias: ``from``/``to``): exactly
     ``orjson.dumps(change.model_dump(mode="json", by_alias=True))``.
 
-    That pipeline's only conversions are pydantic's JSON mode: datetimes become RFC 3339 text (``Z`` for
-    offset zero), tuples lists, anything else orjson would refuse (``Decimal``, ``timedelta``) text; floats,
-    ints, strings and containers pass to orjson unchanged. So orjson alone, with ``OPT_UTC_Z``, writes the
-    same bytes for every value it takes, without building the model's dump (with its explanation): 24-34 µs
-    a change before, ~6 µs now (session 19; one per tier change, in the decision processes). What orjson
-    refuses (``TypeError``) goes the old way, and so does a score that is not a float (pydantic writes an
-    ``int`` there as a float). tests/unit/streams/test_encode_change.py compares the two."""
+    That pipeline's conversions are pydantic's JSON mode: datetimes become RFC 3339 text (``Z`` for offset
+    zero), dataclasses dicts of their fields, tuples lists, what orjson would refuse (``Decimal``, ``timedelta``)
+    text; floats, ints, strings and containers pass to orjson unchanged. So orjson alone writes the same bytes,
+    with datetimes handed to :func:`tierstream.readmodel.codec.datetime_text` (pydantic's text) and
+    dataclasses refused, without building the model's dump (with its explanation): 14-20 µs a change before,
+    5-7 µs now (bench/bench_encode.py, session 19; one per tier change, in the decision processes). What the
+    fast path refuses (``TypeError``: a ``Decimal``, a dataclass, an offset with seconds, a big int) goes the old
+    way, and so does a change that is not exactly a ``TierChangeEvent``, a score that is not a float (pydantic
+    writes an ``int`` there as a float) or a number that is not an int. tests/unit/streams/test_encode_change.py
+    compares the two (for the orjson and pydantic versions installed)."""
     fields = change.__dict__
     score = fields["score"]
-    if score is None or type(score) is float:
+    if (
+        type(change) is TierChangeEvent
+        and (score is None or type(score) is float)
+        and type(fields["policy_version"]) is int
+        and type(fields["sequence"]) is int
+    ):
         try:
             return orjson.dumps({
                 "schema_version": fields["schema_version"],
@@ -374,7 +388,7 @@ def encode_change(change: TierChangeEvent) -> bytes:
                 "effective_at": fields["effective_at"],
                 "decided_at": fields["decided_at"],
                 "explanation": fields["explanation"],
-            }, option=orjson.OPT_UTC_Z)
+            }, default=datetime_text, option=_WIRE_OPTIONS)
         except TypeError:
-            pass  # a value orjson does not write (Decimal, timedelta, a big int): pydantic converts it first
+            pass  # a value the fast path does not write (see above): pydantic converts it first
     return orjson.dumps(change.model_dump(mode="json", by_alias=True))

@@ -134,4 +134,4 @@ def encode_outputs(out: Outbox) -> Encoded:
 def snapshot_record(record: TierRecord) -> tuple[bytes, bytes]:
     """The customer-tiers (compacted snapshot) record of ``record``: key ``[customer, policy]``, value its JSON
     (``orjson.dumps(record.model_dump(mode="json"))``, byte for byte: ``codec.encode_keyed``)."""
-    return exact(orjson.dumps([record.customer_id, record.policy])), exact(codec.encode_keyed(record))
+    return exact(orjson.dumps([record.customer_id, record.policy])), codec.encode_keyed(record)  # its own size

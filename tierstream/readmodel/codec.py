@@ -13,7 +13,7 @@ can never turn a support lookup into a server error.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from pydantic import ValidationError
@@ -39,18 +39,24 @@ def encode(record: TierRecord) -> bytes:
 
 def encode_keyed(record: TierRecord) -> bytes:
     """JSON of the whole ``record``, key fields last: exactly ``orjson.dumps(record.model_dump(mode="json"))``
-    (the customer-tiers snapshot record's value, one per tier change: streams.encoded.snapshot_record)."""
+    (the customer-tiers snapshot record's value, one per tier change: streams.encoded.snapshot_record), in a
+    bytes object of its own size."""
     fast = _fast(record, keyed=True)
-    return fast if fast is not None else orjson.dumps(record.model_dump(mode="json"))
+    return fast if fast is not None else bytes(memoryview(orjson.dumps(record.model_dump(mode="json"))))
 
 
 def _fast(record: TierRecord, *, keyed: bool) -> bytes | None:
     """``record``'s JSON written by orjson from its field values, or None where that is not known to give
     pydantic's bytes. It does for the values it takes: the same field order, RFC 3339 datetimes with ``Z`` for
     offset zero (``OPT_UTC_Z``), the same shortest float text, the same string escapes
-    (tests/unit/test_readmodel_encode.py compares them over random values). It takes a ``float`` or ``None``
-    score (pydantic writes an ``int`` there as its own float text, ``1.152921504606847e+18`` where orjson writes
-    ``e18``), ``datetime`` times and no override (rare; its free-form dict is left to pydantic).
+    (tests/unit/test_readmodel_encode.py compares them over random values, with the orjson and pydantic
+    versions installed: both are the project's dependencies, and an upgrade of either is checked by those
+    tests). It takes exactly a ``TierRecord`` with ``RoutingHints`` (a subclass's extra fields would be
+    written), a ``float`` or ``None`` score (pydantic writes an ``int`` there as its own float text,
+    ``1.152921504606847e+18`` where orjson writes ``e18``), ``int`` numbers (pydantic writes a ``bool`` there as
+    ``1``/``0``), ``datetime`` times whose offsets orjson and pydantic write alike (:func:`same_offset_text`),
+    and no override (rare; its free-form dict is left to pydantic). What orjson refuses (an int beyond 64
+    bits) is pydantic's too.
 
     The bytes are copied to their own size: orjson returns its output buffer, allocated at 4 kB and never
     shrunk (orjson#483; see streams.encoded.exact), and a batch holds tens of thousands of these (eleven
@@ -59,12 +65,20 @@ def _fast(record: TierRecord, *, keyed: bool) -> bytes | None:
     score = fields["score"]
     since = fields["since"]
     updated_at = fields["updated_at"]
+    routing = fields["routing"]
+    sequence = fields["sequence"]
     if (
-        fields["override"] is not None
+        type(record) is not TierRecord
+        or fields["override"] is not None
         or (score is not None and type(score) is not float)
+        or type(fields["version"]) is not int
+        or type(fields["policy_version"]) is not int
+        or (sequence is not None and type(sequence) is not int)
+        or type(routing) is not RoutingHints
         or type(since) is not datetime
         or type(updated_at) is not datetime
-        or type(record) is not TierRecord
+        or not same_offset_text(since)
+        or not same_offset_text(updated_at)
     ):
         return None
     values = {
@@ -75,15 +89,44 @@ def _fast(record: TierRecord, *, keyed: bool) -> bytes | None:
         "since": since,
         "override": None,
         "version": fields["version"],
-        "sequence": fields["sequence"],
+        "sequence": sequence,
         "change_id": fields["change_id"],
         "updated_at": updated_at,
-        "routing": _routing_json(fields["routing"]),
+        "routing": _routing_json(routing),
     }
     if keyed:
         values["customer_id"] = fields["customer_id"]
         values["policy"] = fields["policy"]
-    return bytes(memoryview(orjson.dumps(values, option=orjson.OPT_UTC_Z)))
+    try:
+        return bytes(memoryview(orjson.dumps(values, option=orjson.OPT_UTC_Z)))
+    except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a lone surrogate
+        return None
+
+
+def same_offset_text(value: datetime) -> bool:
+    """Whether orjson writes ``value``'s UTC offset as pydantic does: none, UTC, or whole minutes. An offset
+    with seconds (historic zones' local mean time, ``timezone(timedelta(seconds=30))``) orjson rounds to the
+    minute and pydantic truncates. ``tzinfo is UTC`` first: the worker's own times, without a call."""
+    zone = value.tzinfo
+    if zone is UTC or zone is None:
+        return True
+    offset = value.utcoffset()
+    return offset is None or (offset.seconds % 60 == 0 and not offset.microseconds)
+
+
+def datetime_text(value: object) -> str:
+    """pydantic's JSON text of a datetime, as orjson's ``default`` with ``OPT_PASSTHROUGH_DATETIME`` (for
+    datetimes nested where :func:`same_offset_text` cannot be asked first: a tier change's explanation).
+    Raises ``TypeError`` for anything it does not write exactly (a subclass, an offset with seconds, any other
+    type), which sends the caller to pydantic."""
+    if type(value) is datetime and same_offset_text(value):
+        if value.utcoffset() == _ZERO:
+            return value.replace(tzinfo=None).isoformat() + "Z"
+        return value.isoformat()
+    raise TypeError(f"not written by the fast path: {type(value).__name__}")
+
+
+_ZERO = timedelta(0)
 
 
 #: id(hints) -> (hints, its JSON): a policy's tiers share a few RoutingHints objects (streams.decide caches
