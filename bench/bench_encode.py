@@ -5,12 +5,13 @@ The hot-path load (``bench/bench_hotpath.py``'s: ``generate_events``, seed 8, 60
 batches of 1,000 through ``BatchProcessor`` (decisions and decays), keeping each batch's tier changes and
 read-model records; then every output is encoded.
 
-- ``--mode timeit`` (default): µs per output of each encoder, old and new alternating in one process (best of
-  ``--repeat``), and a check that both give the same bytes for every output.
+- ``--mode timeit`` (default): µs per output of each encoder, old and new passes alternating in one process
+  (best of ``--repeat``), and a check that both give the same bytes for every output.
 - ``--mode none|old|new``: drain, then encode everything once with no/old/new encoders: for instruction counts,
-  run each under callgrind and subtract ``none``'s total from the others' (the drain is deterministic)::
+  run each under callgrind and subtract ``none``'s total from the others' (with a fixed hash seed the drain
+  executes alike in each)::
 
-      for m in none old new; do valgrind --tool=callgrind --callgrind-out-file=cg_$m.out \\
+      for m in none old new; do PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=cg_$m.out \\
           .venv/bin/python bench/bench_encode.py --mode $m --scenario all --customers 300; done
       grep ^summary cg_*.out
 
@@ -76,15 +77,18 @@ def use_old_encoders() -> None:
     encoded.encode_change = old_change_wire  # type: ignore[assignment]
 
 
-def per_output(fn: Callable[[Any], object], items: Sequence[Any], repeat: int) -> float:
-    """Best µs per item of ``fn`` over ``items``."""
-    best = float("inf")
+def per_output(old: Callable[[Any], object], new: Callable[[Any], object], items: Sequence[Any], repeat: int
+               ) -> tuple[float, float]:
+    """Best µs per item of ``old`` and of ``new`` over ``items``, their passes alternating (this machine's speed
+    drifts within seconds: passes of one, then of the other, compared different speeds)."""
+    best = [float("inf"), float("inf")]
     for _ in range(repeat):
-        started = time.process_time()
-        for item in items:
-            fn(item)
-        best = min(best, time.process_time() - started)
-    return best / len(items) * 1e6
+        for i, fn in enumerate((old, new)):
+            started = time.process_time()
+            for item in items:
+                fn(item)
+            best[i] = min(best[i], time.process_time() - started)
+    return best[0] / len(items) * 1e6, best[1] / len(items) * 1e6
 
 
 def main() -> None:
@@ -92,7 +96,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=("timeit", "none", "old", "new"), default="timeit")
     ap.add_argument("--scenario", choices=("one", "all"), default="all")
     ap.add_argument("--customers", type=int, default=1200)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     kept = drain(args.scenario, args.customers)
     changes = [c for batch, _ in kept for c in batch]
@@ -119,7 +123,7 @@ def main() -> None:
              ("tier change wire", old_change_wire, encode_change, changes),
              ("snapshot value", old_snapshot_value, codec.encode_keyed, records)]
     for label, old, new, items in pairs:
-        before, after = per_output(old, items, args.repeat), per_output(new, items, args.repeat)
+        before, after = per_output(old, new, items, args.repeat)
         print(f"  {label:32} {before:6.2f} -> {after:6.2f} µs each  ({before / after:.2f} x)", flush=True)
 
 
