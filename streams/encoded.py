@@ -31,6 +31,7 @@ from schemas.outputs import TierChangeEvent
 from schemas.readmodel import TierRecord
 from streams.batch import Outbox, encode_change
 from tierstream.readmodel import codec
+from tierstream.readmodel.codec import exact  # defined there: the read model's encoders copy too
 from tierstream.readmodel.writer import LedgerWrite, RecordWrite
 
 __all__ = ["Encoded", "EncodedChange", "FlatEncoded", "encode_changes", "encode_outputs", "exact", "snapshot_record"]
@@ -56,14 +57,6 @@ def encode_changes(changes: Iterable[TierChangeEvent]) -> list[EncodedChange]:
         out.append(EncodedChange(c.customer_id, c.policy, c.from_tier, c.to_tier, c.cause, exact(encode_change(c)),
                                  ledger._replace(member=exact(ledger.member))))
     return out
-
-
-def exact(data: bytes) -> bytes:
-    """``data`` in a bytes object of its own size. orjson (3.12 on) returns its output buffer, allocated
-    with a power-of-two capacity and never shrunk: a 1.3 kB tier change held 8 kB. Held for a whole batch
-    (11,641 tier changes of eleven presets), that was +400 MB of peak memory (tracemalloc; orjson 3.13.0;
-    known upstream: ijl/orjson#483, home-assistant/core#181240). Copying costs ~0.2 µs per kilobyte."""
-    return bytes(memoryview(data))
 
 
 class Encoded(NamedTuple):
