@@ -19,11 +19,11 @@ from faust.types import Message
 
 from scoring import accel
 from scoring.policy import CompiledPolicy, load_policies
-from streams import metrics
+from streams import metrics, pipeline
 from streams.app import create_app
 from streams.decision_process import DecisionPool, build_processor, fingerprint
 from streams.rollout import Rollout
-from streams.source import RawSource, ack_all, batches
+from streams.source import RawSource, ack_all, batches, behind
 from streams.topics import Topics
 from streams.worker import Worker
 from tierstream.readmodel.writer import ReadModelWriter
@@ -98,11 +98,12 @@ def build_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.task
     async def _process() -> None:
         try:
-            async for messages in batches(source, settings.batch_max, settings.batch_wait_seconds,
-                                          settings.batch_max_customers):
-                # The batch's outputs are carried out (then its records acked) while the next batch is
-                # decided (Worker.follow).
-                await worker.handle(messages, ack)
+            # The batch's outputs are carried out (then its records acked) while the next batch is decided
+            # (Worker.follow); while a backlog batch is decided, the next one is cut and prepared
+            # (streams.pipeline).
+            await pipeline.run(lambda deciding: batches(source, settings.batch_max, settings.batch_wait_seconds,
+                                                        settings.batch_max_customers, fill=deciding),
+                               worker, ack, behind)
         except asyncio.CancelledError:
             # Stopping: let the batch whose outputs are in flight finish them while the producer still
             # runs (its records are not acked: the app is stopping, so they come again after a restart).

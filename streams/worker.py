@@ -39,7 +39,7 @@ from schemas.outputs import dlq_headers
 from streams import metrics
 from streams.batch import BatchProcessor, InRecord, Outbox
 from streams.bulk import BulkProducer, Submitted
-from streams.decision_process import DecisionPool, RecordTuple, States, loader
+from streams.decision_process import DecisionPool, PreparedRows, RecordTuple, States, loader
 from streams.due import DueIndex
 from streams.encoded import Encoded, EncodedChange, encode_outputs
 from streams.gauges import PartitionGauges
@@ -218,13 +218,25 @@ class Worker:
         """Whether records of generation ``epoch`` may still be applied and acked."""
         return epoch is not None and epoch == self.epoch()
 
-    async def handle(self, messages: Sequence[Message], finished: Callable[[Sequence[Message]], None]) -> bool:
+    def prepare(self, messages: Sequence[Message]) -> PreparedRows | None:
+        """What of ``messages``' decision needs neither the store nor this worker's state: their records as
+        the decision processes take them, split and pickled (:meth:`DecisionPool.prepare`); None without
+        decision processes. A pure function of the messages, so the batch loop makes it while the batch before
+        is decided (streams.pipeline); :meth:`handle` uses it if it admits every message."""
+        if self.decisions is None:
+            return None
+        return self.decisions.prepare([to_row(m) for m in messages])
+
+    async def handle(self, messages: Sequence[Message], finished: Callable[[Sequence[Message]], None],
+                     prepared: PreparedRows | None = None, sent: Callable[[], None] | None = None) -> bool:
         """Decide one batch of messages, write its states and start its :class:`Tail` (:meth:`follow`), which
         calls ``finished`` with the messages to ack once the batch's outputs are out (the caller acks them
         if ``current(generation)`` still holds). Returns when the previous batch's tail has ended too, so at
         most one tail runs beside the next batch's decisions. False when nothing is to be acked: the batch
         holds records of an older consumer generation (or flow control is suspended), a rebalance began
         while it was decided (then nothing was applied), or the offset guard admitted none of its records.
+        ``prepared``: :meth:`prepare` of ``messages``, used if the offset guard admits all of them; ``sent``:
+        called once the batch is on its way to the decision processes (not at all when it does not go there).
 
         Records are applied in offset order per partition, none skipped (:class:`streams.offsets.
         OffsetGuard`): re-deliveries are dropped, records behind a hole are held back (not acked) and the
@@ -242,7 +254,8 @@ class Worker:
             admission = self.offsets.admit(messages, epoch, self.start_offset)
             previous = None
             if admission.admitted:
-                tail = await self._handle(admission.admitted, epoch)
+                # The guard admits in order, so with nothing dropped the admitted records are the batch's.
+                tail = await self._handle(admission.admitted, epoch, None if admission.dropped else prepared, sent)
                 if tail is None:
                     return False  # a rebalance began while the batch was decided: nothing was applied
                 # Registered under the lock: a decay or re-scoring run that takes it next waits for this tail.
@@ -342,11 +355,12 @@ class Worker:
             # idle for a tail's length between every two backlog batches (~0.15 s of ~1.5 s, session 15).
             await self._run_due()
 
-    async def _handle(self, messages: Sequence[Message], epoch: int) -> Tail | None:
-        """Decide one admitted batch of generation ``epoch`` and write its states (the store now, the
-        changelog records submitted); returns the :class:`Tail` that carries out the rest. None when a
-        rebalance began while the batch was decided: then nothing of it was applied, and the offset guard
-        has forgotten it.
+    async def _handle(self, messages: Sequence[Message], epoch: int, prepared: PreparedRows | None = None,
+                      sent: Callable[[], None] | None = None) -> Tail | None:
+        """Decide one admitted batch of generation ``epoch`` (``prepared``: :meth:`prepare` of exactly these
+        messages, or None; ``sent``: see :meth:`handle`) and write its states (the store now, the changelog
+        records submitted); returns the :class:`Tail` that carries out the rest. None when a rebalance began
+        while the batch was decided: then nothing of it was applied, and the offset guard has forgotten it.
 
         The batch is decided in steps with the loop running in between (:meth:`_decide`): a backlog batch
         is seconds of work, during which health checks, metric scrapes, timers, Faust's rebalance callbacks
@@ -360,9 +374,10 @@ class Worker:
         if self.decisions is not None:
             # The same outbox, decided on other cores while this loop runs the previous batch's tail; its
             # tier changes and read-model records come encoded (streams.encoded).
-            rows = [to_row(m) for m in messages]
-            states = read_states({(row[3], row[1]) for row in rows}, self.loader(sizes))
-            out, encoded = await self.decisions.decide_rows(rows, states, now)
+            rows = prepared if prepared is not None else self.prepare(messages)
+            assert rows is not None
+            states = read_states(rows.keys, self.loader(sizes))
+            out, encoded = await self.decisions.decide_rows(rows, states, now, sent)
         else:
             records = [to_record(m) for m in messages]
             out = await self._decide(records, self.preload(records, sizes), now)

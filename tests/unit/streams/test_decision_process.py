@@ -30,7 +30,16 @@ from faust.types import Message
 from scoring import accel
 from scoring.state import CustomerState
 from streams.batch import InRecord, Outbox, encode_change
-from streams.decision_process import DecisionPool, build_processor, fingerprint, loader, merge, split, split_rows
+from streams.decision_process import (
+    DecisionPool,
+    PreparedRows,
+    build_processor,
+    fingerprint,
+    loader,
+    merge,
+    split,
+    split_rows,
+)
 from streams.encoded import Encoded, EncodedChange, encode_changes, encode_outputs
 from streams.partitioning import partition_for
 from streams.topics import Topics
@@ -238,6 +247,29 @@ def test_the_pool_decides_as_the_worker_would(pool):
     assert by_customer(out, encoded) == by_customer(expected)
 
 
+def test_a_prepared_batch_is_decided_as_the_same_rows_and_says_when_it_is_sent(pool):
+    """``decide_rows`` of a batch prepared ahead (streams.pipeline) equals that of its rows; ``sent`` is
+    called once, when the parts are on their way and before their outcome is back."""
+    batch = records()
+    states = states_for(batch, {})
+    rows = [(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
+    calls: list[str] = []
+
+    async def run() -> tuple[tuple[Outbox, Encoded], tuple[Outbox, Encoded]]:
+        decisions = pool(2)
+        await decisions.start()
+        plain = await decisions.decide_rows(rows, states, NOW)
+        decided = decisions.decide_rows(decisions.prepare(rows), states, NOW, sent=lambda: calls.append("sent"))
+        task = asyncio.ensure_future(decided)
+        await asyncio.sleep(0)
+        calls.append("awaiting")  # the children take milliseconds at least: their outcome is not back yet
+        return plain, await task
+
+    (out, encoded), (out2, encoded2) = asyncio.run(run())
+    assert calls == ["sent", "awaiting"]
+    assert by_customer(out2, encoded2) == by_customer(out, encoded)
+
+
 def test_the_pool_decays_as_the_worker_would(pool):
     """Customers due for re-scoring, decided by two real children round after round (each round at the due
     times the one before scheduled, reading the states it wrote): the same outbox every round (tier changes,
@@ -431,7 +463,11 @@ def test_the_worker_hands_the_pool_its_messages_as_rows_with_the_states_their_ke
     reads: list[tuple[str, int]] = []
 
     class Pool:
-        async def decide_rows(self, rows: Any, states: Any, now: datetime) -> tuple[Outbox, Encoded]:
+        def prepare(self, rows: list[Any]) -> PreparedRows:
+            return DecisionPool(SETTINGS, 2).prepare(rows)  # needs no children
+
+        async def decide_rows(self, rows: Any, states: Any, now: datetime, sent: Any = None
+                              ) -> tuple[Outbox, Encoded]:
             handed.append((rows, states))
             return Outbox(), Encoded([], [], [])
 
@@ -454,10 +490,28 @@ def test_the_worker_hands_the_pool_its_messages_as_rows_with_the_states_their_ke
     worker._write_states = lambda writes, bulk: None  # type: ignore[method-assign]
     tail = asyncio.run(worker._handle(messages, 1))
     assert tail is not None
-    (rows, states), = handed
-    assert rows == [to_row(m) for m in messages]
+    (prepared, states), = handed
+    assert prepared.rows == [to_row(m) for m in messages]
     assert states == {("c1", 0): b"c1@0", ("c2", 1): b"c2@1"}
     assert sorted(reads) == [("c1", 0), ("c2", 1)]  # once per customer and partition
+
+
+def test_a_prepared_batch_holds_the_parts_split_rows_gives_each_pickled():
+    """``DecisionPool.prepare`` (made ahead of a batch's decision: streams.pipeline): the parts of
+    :func:`split_rows`, numbered, empty ones left out, each part's records pickled as they are, and the
+    distinct (key, partition) pairs whose states the batch needs."""
+    rows = [to_row(Message("t.order", p, o, 1.0, 0, None, key, b"{}", None))
+            for p, o, key in [(0, 5, b"c1"), (1, 9, b"c2"), (0, 6, b"c1"), (2, 1, None)]]
+    pool = DecisionPool(SETTINGS, 3, min_records=1)
+    prepared = pool.prepare(rows)
+    groups, positions = split_rows(rows, 3)
+    assert prepared.rows == rows and prepared.count == 3
+    assert [(n, group, at) for n, group, at, _ in prepared.parts] == [
+        (n, groups[n], positions[n]) for n in range(3) if groups[n]]
+    assert all(pickle.loads(blob) == group for _, group, _, blob in prepared.parts)
+    assert prepared.keys == {(b"c1", 0), (b"c2", 1), (None, 2)}
+    # fewer records than min_records per child: one part
+    assert DecisionPool(SETTINGS, 3, min_records=64).prepare(rows).count == 1
 
 
 def test_encoded_outputs_cross_the_pipe_as_plain_tuples_and_come_back_equal():
