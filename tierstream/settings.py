@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     )
     batch_wait_seconds: float = Field(
         0.05, gt=0, description="When behind (first record older than 0.5 s), how long a batch waits to fill; "
-        "caught up, a batch is cut at once."
+        "while the batch before is still being decided, a batch that is behind fills until it is full "
+        "(streams.pipeline). Caught up, a batch is cut at once."
     )
     stall_check_seconds: float = Field(
         2.0, gt=0, description="How often the worker checks for input partitions behind their end that deliver "
