@@ -12,7 +12,8 @@ core (docs/performance.md, session 12). Customers due for re-scoring (decay, rev
 the same way (:meth:`DecisionPool.decay`, session 13); policy re-scoring after a rollout stays in the
 worker's process.
 
-What crosses the pipe, pickled: each part's records as plain tuples (or, for decay, its due customers as
+What crosses the pipe, pickled by the worker's loop itself (:func:`_packed`; a batch's records ahead of its
+decision, :meth:`DecisionPool.prepare`): each part's records as plain tuples (or, for decay, its due customers as
 ``(customer, partition, due time)``), the states the worker read ahead for its customers
 (``{(customer, partition): bytes | None}``) and the time; back comes the part's
 :class:`~streams.batch.Outbox`, its dead letters as tuples, and its tier changes and read-model
@@ -159,10 +160,10 @@ def _decide_packed(rows: bytes, states: bytes) -> Decided:
     return _decide_in_child(pickle.loads(rows), part_states, now)
 
 
-def _decay_packed(due: bytes, states: bytes) -> Decided:
-    """:func:`_decay_in_child` of a part pickled by the worker (:func:`_packed`)."""
-    part_states, now = pickle.loads(states)
-    return _decay_in_child(pickle.loads(due), part_states, now)
+def _decay_packed(call: bytes) -> Decided:
+    """:func:`_decay_in_child` of a part pickled by the worker whole (:func:`_packed`: nothing of a decay run is
+    pickled ahead)."""
+    return _decay_in_child(*pickle.loads(call))
 
 
 def _packed(value: object) -> bytes:
@@ -447,9 +448,8 @@ class DecisionPool:
         for entry in due:
             parts[_group(entry[0].encode(), n)].append(entry)
         mine = _split_states(states, n)
-        calls = [(_packed(part), _packed((part_states, now))) for part, part_states in zip(parts, mine, strict=True)
-                 if part]
-        decided = await asyncio.gather(*(loop.run_in_executor(pool, _decay_packed, *call) for call in calls))
+        calls = [_packed((part, part_states, now)) for part, part_states in zip(parts, mine, strict=True) if part]
+        decided = await asyncio.gather(*(loop.run_in_executor(pool, _decay_packed, call) for call in calls))
         return merge([d[0] for d in decided]), Encoded.joined(Encoded.from_flat(d[2]) for d in decided)
 
     def stop(self) -> None:

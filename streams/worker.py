@@ -374,10 +374,10 @@ class Worker:
         if self.decisions is not None:
             # The same outbox, decided on other cores while this loop runs the previous batch's tail; its
             # tier changes and read-model records come encoded (streams.encoded).
-            rows = prepared if prepared is not None else self.prepare(messages)
-            assert rows is not None
-            states = read_states(rows.keys, self.loader(sizes))
-            out, encoded = await self.decisions.decide_rows(rows, states, now, sent)
+            batch = prepared if prepared is not None else self.prepare(messages)
+            assert batch is not None  # prepare gives None only without decision processes
+            states = read_states(batch.keys, self.loader(sizes))
+            out, encoded = await self.decisions.decide_rows(batch, states, now, sent)
         else:
             records = [to_record(m) for m in messages]
             out = await self._decide(records, self.preload(records, sizes), now)

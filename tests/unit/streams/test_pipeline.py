@@ -75,6 +75,20 @@ def open_all(worker: FakeWorker, batches: int) -> None:
         worker.gate(b).set()
 
 
+def start(worker: FakeWorker, batches: list[list[int]], ahead: bool, then: asyncio.Event | None = None
+          ) -> asyncio.Future[None]:
+    """``pipeline.run`` over ``batches`` (then, if ``then``, a source with nothing more), acks dropped, every
+    batch behind (``ahead``) or none, as a task."""
+    return asyncio.ensure_future(pipeline.run(lambda _: source_of(batches, then), worker, lambda _: None,
+                                              lambda _: ahead))
+
+
+async def spin() -> None:
+    """Let the loop run until everything that can proceed without a gate has (20 turns is plenty here)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
 def test_batches_are_handled_one_at_a_time_in_order_each_with_its_own_preparation() -> None:
     async def main() -> tuple[FakeWorker, list[Sequence[int]]]:
         worker = FakeWorker()
@@ -95,16 +109,13 @@ def test_batches_are_handled_one_at_a_time_in_order_each_with_its_own_preparatio
 def test_behind_the_next_batch_is_prepared_while_the_batch_before_is_decided() -> None:
     async def main() -> list[tuple[str, int]]:
         worker = FakeWorker()
-        run = asyncio.ensure_future(pipeline.run(lambda _: source_of([[0], [1], [2]]), worker, lambda _: None,
-                                                 lambda _: True))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        run = start(worker, [[0], [1], [2]], ahead=True)
+        await spin()
         # batch 0 is being decided (its gate is shut): batch 1 is prepared already, not started
         assert ("prepare", 1) in worker.log and ("start", 1) not in worker.log
         assert ("prepare", 2) not in worker.log  # one batch ahead, no more
         worker.gate(0).set()
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await spin()
         assert ("prepare", 2) in worker.log and ("end", 1) not in worker.log
         open_all(worker, 3)
         await run
@@ -118,10 +129,8 @@ def test_behind_the_next_batch_is_prepared_while_the_batch_before_is_decided() -
 def test_caught_up_the_next_batch_is_taken_only_after_the_batch_before() -> None:
     async def main() -> list[tuple[str, int]]:
         worker = FakeWorker()
-        run = asyncio.ensure_future(pipeline.run(lambda _: source_of([[0], [1]]), worker, lambda _: None,
-                                                 lambda _: False))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        run = start(worker, [[0], [1]], ahead=False)
+        await spin()
         assert ("prepare", 1) not in worker.log
         open_all(worker, 2)
         await run
@@ -138,8 +147,7 @@ def test_a_failed_batch_ends_the_loop_at_once_even_with_no_next_batch() -> None:
         never = asyncio.Event()
         open_all(worker, 2)
         # the source has no third batch and never ends: the failure must not wait for it
-        await asyncio.wait_for(pipeline.run(lambda _: source_of([[0], [1]], then=never), worker, lambda _: None,
-                                            lambda _: True), timeout=5)
+        await asyncio.wait_for(start(worker, [[0], [1]], ahead=True, then=never), timeout=5)
 
     with pytest.raises(RuntimeError, match="batch 1 failed"):
         asyncio.run(main())
@@ -149,10 +157,8 @@ def test_cancelled_the_loop_cancels_the_batch_in_flight_and_waits_for_it() -> No
     async def main() -> FakeWorker:
         worker = FakeWorker()
         never = asyncio.Event()
-        run = asyncio.ensure_future(pipeline.run(lambda _: source_of([[0]], then=never), worker, lambda _: None,
-                                                 lambda _: True))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        run = start(worker, [[0]], ahead=True, then=never)
+        await spin()
         assert worker.active == 1
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -170,14 +176,11 @@ def test_the_next_batch_is_prepared_only_once_the_batch_before_has_gone_to_the_d
     async def main() -> list[tuple[str, int]]:
         worker = FakeWorker()
         worker.opened_sent = False
-        run = asyncio.ensure_future(pipeline.run(lambda _: source_of([[0], [1]]), worker, lambda _: None,
-                                                 lambda _: True))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        run = start(worker, [[0], [1]], ahead=True)
+        await spin()
         assert ("start", 0) in worker.log and ("prepare", 1) not in worker.log  # batch 1 cut, not prepared
         worker.gate(("sent", 0)).set()
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await spin()
         assert ("prepare", 1) in worker.log and ("end", 0) not in worker.log
         worker.gate(("sent", 1)).set()
         open_all(worker, 2)
@@ -193,10 +196,8 @@ def test_a_batch_that_never_goes_to_the_decision_processes_lets_the_next_be_prep
     calls ``sent``: the next batch waits for the batch before to end, and no waiter is left behind."""
     async def main() -> tuple[list[tuple[str, int]], int]:
         worker = FakeWorker(unsent=frozenset({0}))
-        run = asyncio.ensure_future(pipeline.run(lambda _: source_of([[0], [1]]), worker, lambda _: None,
-                                                 lambda _: True))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        run = start(worker, [[0], [1]], ahead=True)
+        await spin()
         assert ("prepare", 1) not in worker.log
         open_all(worker, 2)
         await run
