@@ -1,13 +1,17 @@
-"""Client CPU of the read-model writer per record: ``ReadModelWriter.write`` of 10,000 one-policy records.
+"""Client CPU of the read-model writer per record: ``ReadModelWriter.write`` of 10,000 one-policy records,
+and per ledger entry: ``ReadModelWriter.write_ledger`` of 10,000 tier changes.
 
-What it measures: wall time and this process's CPU time (``time.process_time``: redis-py command packing,
-reply parsing, record encoding) per record, over ``--rounds`` writes of ``--records`` records of distinct
-customers (each round a newer version, so every record is stored). Needs Redis (``REDIS_URL``, default
-127.0.0.1:6379); its keys live under a fresh prefix, deleted at the end.
+What it measures: wall time and this process's CPU time (``time.process_time``: command packing, reply
+parsing, record encoding) per record, over ``--rounds`` writes of ``--records`` records of distinct
+customers (each round a newer version, so every record is stored); then per ledger entry, over ``--rounds``
+writes of one new tier change for each of ``--records`` distinct customers (the worker's usual batch: a
+customer rarely changes tier twice in one batch), already encoded (``LedgerWrite``, as the worker gets them
+from its decision processes). Needs Redis (``REDIS_URL``, default 127.0.0.1:6379); its keys live under a
+fresh prefix, deleted at the end.
 
 Run: ``.venv/bin/python bench/bench_redis_write.py [--records 10000] [--rounds 3]``.
 Session 4, side by side: one script call per customer cost 21.6-27.3 µs of client CPU per record, 100
-customers per call 10.3-11.4 µs (docs/performance.md).
+customers per call 10.3-11.4 µs (docs/performance.md). Ledger entries: session 21 (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project packages impo
     sys.path.insert(0, str(ROOT))
 
 from schemas.readmodel import RoutingHints, TierRecord  # noqa: E402
-from tierstream.readmodel.writer import ReadModelWriter  # noqa: E402
+from tierstream.readmodel.writer import LedgerWrite, ReadModelWriter  # noqa: E402
 
 
 def records(n: int, version: int, now: datetime) -> list[TierRecord]:
@@ -34,6 +38,13 @@ def records(n: int, version: int, now: datetime) -> list[TierRecord]:
     return [TierRecord(policy_version=1, tier="gold", scored_tier="gold", score=61.5, since=now, version=version,
                        sequence=1, change_id="c", updated_at=now, routing=RoutingHints(), customer_id=f"c{i}",
                        policy="five_tier") for i in range(n)]
+
+
+def ledger_writes(n: int, round_: int) -> list[LedgerWrite]:
+    """One new ledger entry for each of ``n`` distinct customers (a member of ~300 bytes, like a real one)."""
+    pad = "x" * 240
+    return [LedgerWrite(f"c{i}", "five_tier", b'{"change_id":"%d-%d","pad":"%s"}' % (i, round_, pad.encode()),
+                        1_767_225_600.0 + round_) for i in range(n)]
 
 
 async def main(n: int, rounds: int) -> None:
@@ -49,6 +60,13 @@ async def main(n: int, rounds: int) -> None:
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             print(f"round {version}: {wall / n * 1e6:6.1f} µs/record wall, {cpu / n * 1e6:6.1f} µs/record client CPU"
                   f" (pending {writer.pending})")
+        for round_ in range(1, rounds + 1):
+            entries = ledger_writes(n, round_)
+            wall, cpu = time.perf_counter(), time.process_time()
+            await writer.write_ledger(entries)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            print(f"ledger round {round_}: {wall / n * 1e6:6.1f} µs/entry wall, {cpu / n * 1e6:6.1f} µs/entry client "
+                  f"CPU (pending {writer.pending})")
     finally:
         client = writer._client
         keys = [k async for k in client.scan_iter(match=f"{writer._keys.prefix}*", count=1000)]

@@ -16,9 +16,11 @@ from redis.asyncio import Redis
 
 from schemas.outputs import TierChangeEvent, change_id
 from schemas.readmodel import TierRecord
+from streams.metrics import REDIS_WRITE_FAILURES
 from tests.integration.test_readmodel import SHARED_URL, RedisProcess, prefix, private_redis, rec
 from tierstream.readmodel import ReadModelReader, ReadModelWriter
 from tierstream.readmodel.keys import LEDGER_MAX, Keys
+from tierstream.readmodel.writer import CUSTOMERS_PER_CALL, LedgerWrite
 
 pytestmark = pytest.mark.integration
 __all__ = ["prefix", "private_redis"]  # fixtures imported for pytest
@@ -95,6 +97,51 @@ def test_ledger_of_several_policies_in_one_call_and_after_a_script_flush(private
         got = [(e.policy, e.sequence) for e in await reader.history("c1")]
         assert sorted(got) == [("five_tier", 1), ("five_tier", 2), ("sabcd", 1)]
         assert [e.sequence for e in await reader.history("c2")] == [1]
+        await admin.aclose()
+        await writer.stop()
+        await reader.aclose()
+
+    asyncio.run(main())
+
+
+def test_customers_share_ledger_calls_and_a_bad_key_loses_only_its_customer(prefix: str) -> None:
+    """Ledger entries of up to CUSTOMERS_PER_CALL customers go in one script call (session 21: one call per
+    customer cost ~3 times the client CPU per entry). A customer whose ledger key holds another type (WRONGTYPE)
+    makes its call fail after adding the entries of the customers before it; the writer then sends that call's
+    customers one per call, so every other customer's entries are stored, and counted once."""
+    async def main() -> None:
+        n = CUSTOMERS_PER_CALL + 50  # two calls
+        bad = f"c{CUSTOMERS_PER_CALL // 2}"  # in the middle of the first call
+        keys = Keys(prefix)
+        admin = Redis.from_url(SHARED_URL)
+        await admin.set(keys.ledger(bad, "five_tier"), "not a sorted set")
+        writer, reader = await open_pair(SHARED_URL, prefix)
+        failures = REDIS_WRITE_FAILURES._value.get()
+        # two changes of five_tier for each customer, and one of sabcd for every third
+        changes = [c for i in range(n) for c in (change(f"c{i}", 1), change(f"c{i}", 2),
+                                                 *([change(f"c{i}", 1, "sabcd")] if i % 3 == 0 else []))]
+        sizes: list[int] = []  # commands per pipeline
+        send = writer._pipeline
+
+        async def counted(commands: list[bytes]) -> list[object]:
+            sizes.append(len(commands))
+            return await send(commands)
+
+        writer._pipeline = counted  # type: ignore[method-assign]
+        added, retry = await writer._send_changes_counted([LedgerWrite.of(c) for c in changes])
+        assert retry == []
+        assert REDIS_WRITE_FAILURES._value.get() == failures + 1
+        # the 150 customers in two calls; then the failed call's 100 customers again, one per call
+        assert sizes == [2, CUSTOMERS_PER_CALL]
+        for i in range(n):
+            if f"c{i}" != bad:
+                got = sorted((e.policy, e.sequence) for e in await reader.history(f"c{i}"))
+                assert got == sorted([("five_tier", 1), ("five_tier", 2), *([("sabcd", 1)] if i % 3 == 0 else [])]), i
+        assert await admin.type(keys.ledger(bad, "five_tier")) == b"string"
+        # hand-computed: the 50 customers before the bad one were added by the failed call and are not counted;
+        # the 49 after it (c51..c99) and the 50 of the second call (c100..c149) are: 2 entries each, plus
+        # sabcd for every third (c51, c54, ..., c99: 17; c102, ..., c147: 16)
+        assert added == 49 * 2 + 17 + 50 * 2 + 16
         await admin.aclose()
         await writer.stop()
         await reader.aclose()

@@ -287,14 +287,14 @@ def test_one_call_per_customer_applies_each_record_in_order(prefix: str) -> None
 
 
 def test_customers_share_script_calls_and_a_bad_key_loses_only_its_customer(prefix: str) -> None:
-    """Records of up to UPSERT_CUSTOMERS_PER_CALL customers go in one script call. A customer whose tier key
+    """Records of up to CUSTOMERS_PER_CALL customers go in one script call. A customer whose tier key
     holds another type (WRONGTYPE) makes its call fail after storing the customers before it; the writer
     then sends that call's customers one per call, so every other customer is stored and counted once."""
-    from tierstream.readmodel.writer import UPSERT_CUSTOMERS_PER_CALL
+    from tierstream.readmodel.writer import CUSTOMERS_PER_CALL
 
     async def main() -> None:
-        n = UPSERT_CUSTOMERS_PER_CALL + 50  # two calls
-        bad = f"c{UPSERT_CUSTOMERS_PER_CALL // 2}"  # in the middle of the first call
+        n = CUSTOMERS_PER_CALL + 50  # two calls
+        bad = f"c{CUSTOMERS_PER_CALL // 2}"  # in the middle of the first call
         admin = Redis.from_url(SHARED_URL)
         await admin.set(f"{prefix}tier:{bad}", "not a hash")
         writer = ReadModelWriter(SHARED_URL, prefix)
@@ -312,7 +312,7 @@ def test_customers_share_script_calls_and_a_bad_key_loses_only_its_customer(pref
         assert await counts(SHARED_URL, prefix) == {"gold": 75, "silver": 74}
         # the customers after the bad one in its call (49 of them) and the second call (50) were stored by
         # this attempt; the 50 before it were stored by the failed call and are not counted
-        assert stored_n == n - 1 - UPSERT_CUSTOMERS_PER_CALL // 2
+        assert stored_n == n - 1 - CUSTOMERS_PER_CALL // 2
         await admin.aclose()
         await writer.stop()
 

@@ -12,7 +12,7 @@ from tierstream.readmodel.writer import pack_command
 CASES = [
     ("EVALSHA", UPSERT_SHA, 3, "ts:meta", "ts:tier:c1", "ts:counts:five_tier", "1732420000.123456", 1,
      "five_tier", 7, "gold", b'{"tier":"gold","since":"2026-11-24T00:00:00Z"}'),
-    ("EVALSHA", LEDGER_SHA, 2, "ts:lp:c1", "ts:ledger:c1:five_tier", 200, "five_tier", 2,
+    ("EVALSHA", LEDGER_SHA, 2, "ts:lp:c1", "ts:ledger:c1:five_tier", 200, 1, "five_tier", 2,
      1732420000.5, b'{"change_id":"x"}', 0.1, b"\x00\xff binary"),
     ("EVALSHA", UPSERT_SHA, 1, "ts:tier:kund-\u00e4\u00f6\u00fc", -3, 1e20, 2**70, ""),
     ("SET", bytearray(b"k"), memoryview(b"v" * 7000)),  # bytes-like; a value past redis-py's buffer cutoff

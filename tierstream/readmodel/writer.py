@@ -66,15 +66,16 @@ _TRANSIENT = (RedisError, OSError, TimeoutError)
 #: Per-command replies that mean "Redis cannot take writes right now" (failover, loading, memory): retried.
 _RETRYABLE_REPLIES = (NoScriptError, ReadOnlyError, BusyLoadingError, MasterDownError, OutOfMemoryError, TryAgainError)
 
-#: Customers per call of the upsert script: fewer calls cost less client CPU (each command is packed and its
-#: reply parsed: ~20 µs per call with redis-py's pipeline, bench/bench_redis_write.py), but a script blocks
-#: Redis while it runs, so a call is bounded to keep other clients' (the API's) latency low.
-UPSERT_CUSTOMERS_PER_CALL = 100
+#: Customers per call of the upsert and ledger scripts: fewer calls cost less client CPU (each command is
+#: packed and its reply parsed: ~20 µs per call with redis-py's pipeline, bench/bench_redis_write.py), but a
+#: script blocks Redis while it runs, so a call is bounded to keep other clients' (the API's) latency low.
+CUSTOMERS_PER_CALL = 100
 
 RecordSource = AsyncIterable[TierRecord] | Iterable[TierRecord]
 ChangeSource = AsyncIterable[TierChangeEvent] | Iterable[TierChangeEvent]
 PendingKey = tuple[str, str]
 T = TypeVar("T")
+G = TypeVar("G")  # one customer's writes as a script call takes them
 
 
 class LedgerWrite(NamedTuple):
@@ -350,111 +351,111 @@ class ReadModelWriter:
 
     async def _send_counted(self, records: Sequence[RecordWrite]) -> tuple[int, list[RecordWrite]]:
         """One pipeline of EVALSHA calls of the upsert script, each with all records of up to
-        :data:`UPSERT_CUSTOMERS_PER_CALL` customers (reloading the script once on NOSCRIPT, e.g. after a
-        Redis restart).
-
-        Returns (records stored, records to retry). A call refused with an error (WRONGTYPE on one
-        customer's key) has stored the records before the failing one (Redis does not roll a script back):
-        its customers are sent again one per call, so the version guard refuses what was stored and only
-        the failing customer's records are lost. Permanent errors are logged, counted and dropped (retrying
-        a WRONGTYPE forever would block nothing but would never succeed either); ``stored`` then does not
-        count the records stored by the failed call."""
+        :data:`CUSTOMERS_PER_CALL` customers (:meth:`_calls`). Returns (records stored, records to retry)."""
         groups: dict[str, list[RecordWrite]] = {}
         for r in records:
             groups.setdefault(r.customer_id, []).append(r)
-        items = list(groups.items())
-        calls = [items[i:i + UPSERT_CUSTOMERS_PER_CALL] for i in range(0, len(items), UPSERT_CUSTOMERS_PER_CALL)]
-        applied = 0
-        retry: list[RecordWrite] = []
         keys = self._keys
-        for attempt in range(3):
-            now = f"{time.time():.6f}"
-            commands: list[bytes] = []
-            for call in calls:
-                names: list[str] = [keys.meta]
-                args: list[Any] = [now]
-                for customer_id, group in call:
-                    names.append(keys.tier(customer_id))
-                    names += [keys.counts(r.policy) for r in group]
-                    args.append(len(group))
-                    for r in group:
-                        args += (r.policy, r.version, r.tier, r.value)
-                commands.append(pack_command("EVALSHA", UPSERT_SHA, len(names), *names, *args))
-            started = time.perf_counter()
-            results = await self._pipeline(commands)
-            REDIS_WRITE_SECONDS.observe(time.perf_counter() - started)
-            self._on_success()
-            again: list[list[tuple[str, list[RecordWrite]]]] = []
-            reload = False
-            for call, result in zip(calls, results, strict=True):
-                if isinstance(result, NoScriptError) and attempt == 0:
-                    again.append(call)
-                    reload = True
-                elif isinstance(result, _RETRYABLE_REPLIES):
-                    retry += [r for _, group in call for r in group]
-                elif isinstance(result, ResponseError):
-                    if len(call) > 1 and attempt < 2:
-                        again += [[item] for item in call]  # isolate the customer whose key fails
-                    else:
-                        REDIS_WRITE_FAILURES.inc()
-                        log.error("read-model write of %r refused: %s", call[0][0], result)
-                else:
-                    applied += sum(int(x) for x in result)
-            if not again:
-                break
-            if reload:
-                await self._client.script_load(UPSERT_LUA)
-            calls = again
-        return applied, retry
+
+        def pack(call: Sequence[tuple[str, list[RecordWrite]]]) -> bytes:
+            names: list[str] = [keys.meta]
+            args: list[Any] = [f"{time.time():.6f}"]
+            for customer_id, group in call:
+                names.append(keys.tier(customer_id))
+                names += [keys.counts(r.policy) for r in group]
+                args.append(len(group))
+                for r in group:
+                    args += (r.policy, r.version, r.tier, r.value)
+            return pack_command("EVALSHA", UPSERT_SHA, len(names), *names, *args)
+
+        return await self._calls(list(groups.items()), pack, UPSERT_LUA, lambda group: group, "read-model write")
 
     async def _send_changes(self, changes: Sequence[LedgerWrite]) -> list[LedgerWrite]:
         """Write ledger entries; returns the ones to retry. Raises on connection failure."""
         return (await self._send_changes_counted(changes))[1]
 
     async def _send_changes_counted(self, changes: Sequence[LedgerWrite]) -> tuple[int, list[LedgerWrite]]:
-        """One pipeline of EVALSHA of the ledger script, one call per customer: per policy ZADD of its
-        entries, trim to the newest ``LEDGER_MAX``, SADD of the policy to the customer's ledger index.
-        Returns (entries added, entries to retry).
+        """One pipeline of EVALSHA calls of the ledger script, each with the entries of up to
+        :data:`CUSTOMERS_PER_CALL` customers (:meth:`_calls`): per customer and policy ZADD of its entries,
+        trim to the newest ``LEDGER_MAX``, SADD of the policy to the customer's ledger index. Returns (entries
+        added, entries to retry).
 
         Each step is idempotent, so another writer interleaving (a rebalance) or a retry after a failure
-        converges to the same sets. A permanent error (WRONGTYPE) is logged and dropped like a record's."""
+        converges to the same sets."""
         groups: dict[str, dict[str, dict[bytes, LedgerWrite]]] = {}
         for change in changes:
             groups.setdefault(change.customer_id, {}).setdefault(change.policy, {})[change.member] = change
         keys = self._keys
-        added = 0
-        retry: list[LedgerWrite] = []
-        for attempt in range(2):
-            commands: list[bytes] = []
-            for customer_id, policies in groups.items():
-                args: list[Any] = [LEDGER_MAX]
+
+        def pack(call: Sequence[tuple[str, dict[str, dict[bytes, LedgerWrite]]]]) -> bytes:
+            names: list[str] = []
+            args: list[Any] = [LEDGER_MAX]
+            for customer_id, policies in call:
+                names.append(keys.ledger_policies(customer_id))
+                args.append(len(policies))
                 for policy, entries in policies.items():
+                    names.append(keys.ledger(customer_id, policy))
                     args += (policy, len(entries))
                     for member, c in entries.items():
                         args += (c.score, member)
-                commands.append(pack_command(
-                    "EVALSHA", LEDGER_SHA, 1 + len(policies), keys.ledger_policies(customer_id),
-                    *(keys.ledger(customer_id, policy) for policy in policies), *args))
+            return pack_command("EVALSHA", LEDGER_SHA, len(names), *names, *args)
+
+        def entries(policies: dict[str, dict[bytes, LedgerWrite]]) -> list[LedgerWrite]:
+            return [c for by_member in policies.values() for c in by_member.values()]
+
+        return await self._calls(list(groups.items()), pack, LEDGER_LUA, entries, "ledger write")
+
+    async def _calls(
+        self,
+        items: list[tuple[str, G]],
+        pack: Callable[[Sequence[tuple[str, G]]], bytes],
+        script: str,
+        writes: Callable[[G], list[T]],
+        what: str,
+    ) -> tuple[int, list[T]]:
+        """Send ``items`` (customer, its writes) in one pipeline of script calls of up to
+        :data:`CUSTOMERS_PER_CALL` customers each (``pack`` makes a call's command; the script returns how
+        many writes it applied); returns (writes applied, writes to retry: ``writes`` of the customers whose
+        call got a retryable reply). Raises on connection failure.
+
+        On NOSCRIPT (the script cache emptied, e.g. by a Redis restart) the script is loaded once and the
+        calls sent again. A call refused with an error (WRONGTYPE on one customer's key) has applied the
+        writes before the failing one (Redis does not roll a script back): its customers are sent again one
+        per call, so the scripts' guards (version, ZADD) refuse or ignore what was applied and only the
+        failing customer's writes are lost. Permanent errors are logged, counted and dropped (retrying a
+        WRONGTYPE forever would block nothing but would never succeed either); ``applied`` then does not
+        count the writes applied by the failed call."""
+        calls = [items[i:i + CUSTOMERS_PER_CALL] for i in range(0, len(items), CUSTOMERS_PER_CALL)]
+        applied = 0
+        retry: list[T] = []
+        for attempt in range(3):
+            commands = [pack(call) for call in calls]
             started = time.perf_counter()
             results = await self._pipeline(commands)
             REDIS_WRITE_SECONDS.observe(time.perf_counter() - started)
             self._on_success()
-            noscript: dict[str, dict[str, dict[bytes, LedgerWrite]]] = {}
-            for (customer_id, policies), result in zip(groups.items(), results, strict=True):
+            again: list[Sequence[tuple[str, G]]] = []
+            reload = False
+            for call, result in zip(calls, results, strict=True):
                 if isinstance(result, NoScriptError) and attempt == 0:
-                    noscript[customer_id] = policies
+                    again.append(call)
+                    reload = True
                 elif isinstance(result, _RETRYABLE_REPLIES):
-                    retry.extend(c for entries in policies.values() for c in entries.values())
+                    retry += [w for _, group in call for w in writes(group)]
                 elif isinstance(result, ResponseError):
-                    REDIS_WRITE_FAILURES.inc()
-                    log.error("ledger write of %r refused: %s", customer_id, result)
+                    if len(call) > 1 and attempt < 2:
+                        again += [[item] for item in call]  # isolate the customer whose key fails
+                    else:
+                        REDIS_WRITE_FAILURES.inc()
+                        log.error("%s of %r refused: %s", what, call[0][0], result)
                 else:
-                    added += int(result)
-            if not noscript:
+                    applied += int(result)
+            if not again:
                 break
-            await self._client.script_load(LEDGER_LUA)
-            groups = noscript
-        return added, retry
+            if reload:
+                await self._client.script_load(script)
+            calls = again
+        return applied, retry
 
     async def _pipeline(self, commands: Sequence[bytes]) -> list[Any]:
         """Send ``commands`` (each from :func:`pack_command`) in one write on one pooled connection and read
