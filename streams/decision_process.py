@@ -137,9 +137,11 @@ def _start_child(settings: Settings, parent: int, started: Any) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     _processor = build_processor(settings)
     _started = started
-    from tierstream.commands.worker import tune_gc  # the worker's collector settings, measured for this work
+    # the worker's collector and allocator settings, measured for this work
+    from tierstream.commands.worker import tune_gc, tune_malloc
 
     tune_gc()
+    tune_malloc()
 
 
 def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) -> Decided:

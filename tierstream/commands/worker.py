@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     logs.configure(settings.log_level)
     tune_gc()
+    tune_malloc()
     app, _ = build_worker(settings)
     worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # exits the process when the worker stops
@@ -48,3 +49,43 @@ def tune_gc() -> None:
 
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+#: glibc ``mallopt`` parameters (malloc.h) and the values tune_malloc sets: blocks up to 32 MiB come from the
+#: heap (glibc's own ceiling for its sliding threshold), and up to 256 MiB of free heap is kept for reuse.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
+#: the environment through which glibc is configured at start-up: when one is set, its configuration stands
+_MALLOC_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+
+
+def tune_malloc() -> bool:
+    """Keep the worker's multi-megabyte buffers in the C heap between batches instead of mapping fresh pages.
+
+    Each backlog batch pickles parts and outcomes of several MB (streams.decision_process: ``BytesIO``
+    buffers that grow by doubling), and the Kafka and Redis clients build buffers as large. glibc serves
+    such blocks with ``mmap`` and returns them to the system when freed (or trims the heap top past twice
+    its sliding threshold), so the next batch faults every page in again, each one zeroed by the kernel.
+    Measured during a one-policy drain of 50,000 customers (session 21; ``/proc/PID/stat`` over 10 s): 7,084
+    minor faults/s in the worker's own process and 2,441-3,843 in each decision process; ``perf`` put the
+    kernel's page clearing at ~6 % of a decision process's CPU (more in a VM, where a first touch may also
+    exit to the hypervisor). With these settings: 4,424 and 415-555 faults/s.
+
+    Returns whether the settings were applied: not when the C library is not glibc (no ``mallopt``), or
+    when the environment already configures glibc's allocator (``MALLOC_*_``, ``GLIBC_TUNABLES``), which
+    then stands. Costs up to ``TRIM_THRESHOLD_BYTES`` of free heap kept mapped: RSS stays near its peak."""
+    import ctypes
+    import ctypes.util
+    import os
+
+    if any(name in os.environ for name in _MALLOC_ENVIRONMENT):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
