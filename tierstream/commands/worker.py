@@ -71,7 +71,7 @@ def tune_malloc() -> bool:
     Measured during a one-policy drain of 50,000 customers (session 21; ``/proc/PID/stat`` over 10 s): 7,084
     minor faults/s in the worker's own process and 2,441-3,843 in each decision process; ``perf`` put the
     kernel's page clearing at ~6 % of a decision process's CPU (more in a VM, where a first touch may also
-    exit to the hypervisor). With these settings: 4,424 and 415-555 faults/s.
+    exit to the hypervisor). With these settings: 3,502 and 278-445 faults/s.
 
     Returns whether the settings were applied: not when the C library is not glibc (no ``mallopt``), or
     when the environment already configures glibc's allocator (``MALLOC_*_``, ``GLIBC_TUNABLES``), which
