@@ -137,11 +137,9 @@ def _start_child(settings: Settings, parent: int, started: Any) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     _processor = build_processor(settings)
     _started = started
-    # the worker's collector and allocator settings, measured for this work
-    from tierstream.commands.worker import tune_gc, tune_malloc
+    from tierstream.commands.worker import tune_process
 
-    tune_gc()
-    tune_malloc()
+    tune_process()
 
 
 def _decide_in_child(records: list[RecordTuple], states: States, now: datetime) -> Decided:

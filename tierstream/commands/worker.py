@@ -21,8 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     logs.configure(settings.log_level)
-    tune_gc()
-    tune_malloc()
+    tune_process()
     app, _ = build_worker(settings)
     worker = faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # exits the process when the worker stops
@@ -51,6 +50,13 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def tune_process() -> None:
+    """The worker's collector and allocator settings (:func:`tune_gc`, :func:`tune_malloc`), measured for its
+    work: applied by the worker's process and by each of its decision processes (streams.decision_process)."""
+    tune_gc()
+    tune_malloc()
+
+
 #: glibc ``mallopt`` parameters (malloc.h) and the values tune_malloc sets: blocks up to 32 MiB come from the
 #: heap (glibc's own ceiling for its sliding threshold), and up to 256 MiB of free heap is kept for reuse.
 M_TRIM_THRESHOLD = -1
@@ -74,8 +80,9 @@ def tune_malloc() -> bool:
     exit to the hypervisor). With these settings: 3,502 and 278-445 faults/s.
 
     Returns whether the settings were applied: not when the C library is not glibc (no ``mallopt``), or
-    when the environment already configures glibc's allocator (``MALLOC_*_``, ``GLIBC_TUNABLES``), which
-    then stands. Costs up to ``TRIM_THRESHOLD_BYTES`` of free heap kept mapped: RSS stays near its peak."""
+    when the environment already sets glibc's thresholds (``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES``), which then stand. Costs up to
+    ``TRIM_THRESHOLD_BYTES`` of free heap kept mapped: RSS stays near its peak."""
     import ctypes
     import ctypes.util
     import os
